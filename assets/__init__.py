@@ -1,0 +1,1 @@
+"""Dagster assets of the spend pipeline and the pure transforms they call."""

@@ -1,0 +1,116 @@
+"""Who spent it: department / team / agent from headers, tags, the mapping file, aliases.
+
+Each dimension resolves on its own, first rule with a value wins:
+
+1. ``header``: the request's ``X-Department`` / ``X-Team`` / ``X-Agent`` header;
+2. ``tag``: a request tag ``x-department: finance`` (LiteLLM ``extra_spend_tag_headers``)
+   or ``department:finance``, also inside the ``x-litellm-tags`` header;
+3. ``mapping``: ``SPEND_ATTRIBUTION_FILE``, by LiteLLM key alias, then team alias;
+4. ``team_alias``: the LiteLLM team alias itself (department and team only: a team
+   alias does not name an agent);
+5. ``unattributed``.
+
+Values are trimmed and lower-cased so ``Finance`` and ``finance`` are one department.
+``attribution_source`` records the rule that decided the department; ``team_source`` and
+``agent_source`` the rules for the other two.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import yaml
+
+DIMENSIONS = ("department", "team", "agent")
+UNATTRIBUTED = "unattributed"
+MAPPING_SCHEMA = pa.schema(
+    [("kind", pa.string()), ("alias", pa.string())] + [(d, pa.string()) for d in DIMENSIONS]
+)
+
+
+class MappingFileError(ValueError):
+    pass
+
+
+def load_mapping(path: str | Path | None) -> pa.Table:
+    """Read the YAML mapping file into rows (kind: key|team, alias, department, team, agent).
+
+    Format::
+
+        keys:   {<key alias>: {department: .., team: .., agent: ..}}
+        teams:  {<team alias>: {department: .., team: .., agent: ..}}
+    """
+    if not path:
+        return MAPPING_SCHEMA.empty_table()
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise MappingFileError(f"cannot read SPEND_ATTRIBUTION_FILE {path}: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) - {"keys", "teams"}:
+        raise MappingFileError(f"{path}: top level must have only 'keys' and/or 'teams'")
+    rows = []
+    for section, kind in (("keys", "key"), ("teams", "team")):
+        for alias, target in (doc.get(section) or {}).items():
+            if not isinstance(target, dict) or set(target) - set(DIMENSIONS):
+                raise MappingFileError(
+                    f"{path}: {section}.{alias} must map to department/team/agent, got {target!r}"
+                )
+            rows.append(
+                {"kind": kind, "alias": str(alias)}
+                | {d: (str(target[d]) if target.get(d) is not None else None) for d in DIMENSIONS}
+            )
+    return pa.Table.from_pylist(rows, schema=MAPPING_SCHEMA)
+
+
+def _clean(expr: str) -> str:
+    return f"nullif(lower(trim({expr})), '')"
+
+
+def _tag_value(dimension: str) -> str:
+    # First tag of the form "x-<dim>: v" or "<dim>:v"; DuckDB lists are 1-based, [1] of [] is NULL.
+    pattern = rf"(?i)^\s*(?:x-)?{dimension}\s*:\s*(.*?)\s*$"
+    return (
+        f"list_filter(list_transform(all_tags, lambda t: lower(regexp_extract(t, '{pattern}', 1))), "
+        f"lambda v: v <> '')[1]"
+    )
+
+
+def attribution_sql(source: str) -> str:
+    """SELECT adding department/team/agent and their sources to every row of ``source``.
+
+    ``source`` must have header_<dim>, request_tags, header_tags, key_alias, team_alias;
+    a table ``mapping`` (``MAPPING_SCHEMA``) must be registered.
+    """
+    columns = []
+    for dim in DIMENSIONS:
+        candidates = [
+            ("header", _clean(f"header_{dim}")),
+            ("tag", _tag_value(dim)),
+            ("mapping", _clean(f"coalesce(key_map.{dim}, team_map.{dim})")),
+        ]
+        if dim != "agent":
+            candidates.append(("team_alias", _clean("team_alias")))
+        value = "coalesce(" + ", ".join(e for _, e in candidates) + f", '{UNATTRIBUTED}')"
+        rule = (
+            "CASE "
+            + " ".join(f"WHEN {e} IS NOT NULL THEN '{name}'" for name, e in candidates)
+            + f" ELSE '{UNATTRIBUTED}' END"
+        )
+        name = "attribution_source" if dim == "department" else f"{dim}_source"
+        columns += [f"{value} AS {dim}", f"{rule} AS {name}"]
+    return f"""
+    WITH tagged AS (
+        SELECT *, list_concat(
+            coalesce(request_tags, []),
+            coalesce(string_split(header_tags, ','), [])
+        ) AS all_tags
+        FROM {source}
+    )
+    SELECT tagged.* EXCLUDE (all_tags), {", ".join(columns)}
+    FROM tagged
+    LEFT JOIN (SELECT * FROM mapping WHERE kind = 'key') AS key_map
+        ON key_map.alias = tagged.key_alias
+    LEFT JOIN (SELECT * FROM mapping WHERE kind = 'team') AS team_map
+        ON team_map.alias = tagged.team_alias
+    """

@@ -1,0 +1,120 @@
+"""``spend_events``: one row per request, deduplicated across deliveries and sources."""
+
+
+import os
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets.attribution import attribution_sql, load_mapping
+from assets.duck import connect, query_arrow
+from assets.metadata import table_result
+from assets.schemas import SPEND_EVENTS_SCHEMA
+from pipelines.partitions import hourly_partitions, partition_hours
+from resources.lake import LakeResource
+
+# Within a source, one row per request key: LiteLLM retries and double logs repeat rows.
+# The order only matters for rows that disagree; it is total, so the pick is stable.
+_ONE_PER_KEY = """
+    QUALIFY row_number() OVER (
+        PARTITION BY request_key
+        ORDER BY cost DESC, total_tokens DESC, end_time DESC, request_id
+    ) = 1
+"""
+
+_MERGE_SQL = f"""
+WITH keyed AS (
+    SELECT 'database' AS src, * FROM spend_logs
+    UNION ALL BY NAME
+    SELECT 'webhook' AS src, * FROM webhook
+),
+keyed2 AS (
+    SELECT *, coalesce(nullif(litellm_call_id, ''), nullif(request_id, '')) AS request_key
+    FROM keyed
+),
+db AS (SELECT * FROM keyed2 WHERE src = 'database' {_ONE_PER_KEY}),
+wh AS (SELECT * FROM keyed2 WHERE src = 'webhook' {_ONE_PER_KEY}),
+deliveries AS (SELECT request_key, count(*) AS deliveries FROM keyed2 GROUP BY request_key),
+merged AS (
+    SELECT
+        coalesce(db.request_key, wh.request_key) AS request_key,
+        -- The database row is LiteLLM's record of what was spent: it wins on numbers.
+        coalesce(db.usage_hour, wh.usage_hour) AS usage_hour,
+        coalesce(db.request_id, wh.request_id) AS request_id,
+        coalesce(db.litellm_call_id, wh.litellm_call_id) AS litellm_call_id,
+        coalesce(db.start_time, wh.start_time) AS start_time,
+        coalesce(db.end_time, wh.end_time) AS end_time,
+        coalesce(db.status, wh.status) AS status,
+        coalesce(db.call_type, wh.call_type) AS call_type,
+        coalesce(db.model, wh.model) AS raw_model,
+        coalesce(db.model_group, wh.model_group) AS model_group,
+        coalesce(db.custom_llm_provider, wh.custom_llm_provider) AS custom_llm_provider,
+        CASE WHEN db.request_key IS NOT NULL THEN db.cost ELSE wh.cost END AS cost,
+        CASE WHEN db.request_key IS NOT NULL THEN db.prompt_tokens ELSE wh.prompt_tokens END
+            AS prompt_tokens,
+        CASE WHEN db.request_key IS NOT NULL THEN db.completion_tokens
+            ELSE wh.completion_tokens END AS completion_tokens,
+        CASE WHEN db.request_key IS NOT NULL THEN db.total_tokens ELSE wh.total_tokens END
+            AS total_tokens,
+        coalesce(db.team_id, wh.team_id) AS team_id,
+        coalesce(db.team_alias, wh.team_alias) AS team_alias,
+        coalesce(db.key_alias, wh.key_alias) AS key_alias,
+        coalesce(db.user_id, wh.user_id) AS user_id,
+        list_distinct(list_concat(coalesce(db.request_tags, []), coalesce(wh.request_tags, [])))
+            AS request_tags,
+        -- Headers only travel with the webhook.
+        wh.header_department, wh.header_team, wh.header_agent, wh.header_tags,
+        CASE WHEN db.request_key IS NULL THEN 'webhook'
+             WHEN wh.request_key IS NULL THEN 'database' ELSE 'both' END AS source
+    FROM db FULL OUTER JOIN wh ON db.request_key = wh.request_key
+),
+attributed AS ({attribution_sql("merged")})
+SELECT
+    a.*,
+    date_diff('microsecond', start_time, end_time) / 1000.0 AS latency_ms,
+    coalesce(status, 'success') <> 'success' AS failed,
+    -- "openai/gpt-4o" with provider openai is model gpt-4o; keep model_group as sent.
+    coalesce(nullif(custom_llm_provider, ''), nullif(split_part(raw_model, '/', 1), raw_model))
+        AS provider,
+    CASE WHEN starts_with(raw_model, provider || '/') THEN raw_model[length(provider) + 2:]
+         ELSE raw_model END AS model,
+    d.deliveries
+FROM attributed AS a JOIN deliveries AS d USING (request_key)
+ORDER BY usage_hour, start_time, request_key
+"""
+
+
+def build_spend_events(spend_logs: pa.Table, webhook: pa.Table, mapping: pa.Table) -> pa.Table:
+    """Merge both raw sources into one attributed row per request (``SPEND_EVENTS_SCHEMA``)."""
+    con = connect()
+    return query_arrow(
+        con, _MERGE_SQL, SPEND_EVENTS_SCHEMA, spend_logs=spend_logs, webhook=webhook, mapping=mapping
+    )
+
+
+@dg.asset(
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["litellm_spend_logs", "litellm_webhook_events"],
+    group_name="model",
+    kinds={"duckdb", "parquet"},
+    description="One attributed row per LiteLLM request, deduplicated within and across sources.",
+)
+def spend_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    hours = partition_hours(context)
+    events = build_spend_events(
+        lake.read_hours("litellm_spend_logs", hours),
+        lake.read_hours("litellm_webhook_events", hours),
+        load_mapping(os.getenv("SPEND_ATTRIBUTION_FILE")),
+    )
+    files = lake.write_hours("spend_events", events, hours)
+    sources = pc.value_counts(events["attribution_source"]).to_pylist() if events.num_rows else []
+    return table_result(
+        events,
+        hours,
+        files,
+        preview=events.select(["usage_hour", "department", "team", "agent", "model", "cost"]),
+        duplicate_deliveries=int(pc.sum(events["deliveries"]).as_py() or 0) - events.num_rows,
+        attribution_sources={s["values"]: s["counts"] for s in sources},
+    )

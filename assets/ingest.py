@@ -1,0 +1,98 @@
+"""Raw hourly assets: LiteLLM spend logs and webhook landings, normalised to one shape."""
+
+
+import dagster as dg
+import pyarrow as pa
+
+from assets.duck import connect, query_arrow
+from assets.metadata import table_result
+from assets.schemas import RAW_SPEND_SCHEMA
+from pipelines.partitions import hourly_partitions, partition_hours
+from resources.lake import LakeResource
+from resources.landing import LandingZoneResource
+from resources.litellm import LiteLLMSpendLogsResource
+
+_WEBHOOK_SQL = """
+SELECT
+    date_trunc('hour', to_timestamp(start_time)) AS usage_hour,
+    request_id,
+    litellm_call_id,
+    to_timestamp(start_time) AS start_time,
+    to_timestamp(end_time) AS end_time,
+    status,
+    call_type,
+    model,
+    model_group,
+    custom_llm_provider,
+    CAST(response_cost AS DECIMAL(38, 18)) AS cost,
+    prompt_tokens,
+    completion_tokens,
+    total_tokens,
+    request_tags,
+    team_id,
+    team_alias,
+    key_alias,
+    user_id,
+    headers."x-department" AS header_department,
+    headers."x-team" AS header_team,
+    headers."x-agent" AS header_agent,
+    headers."x-litellm-tags" AS header_tags
+FROM landing
+"""
+
+
+def webhook_events_table(landing: pa.Table) -> pa.Table:
+    """Landed webhook records → ``RAW_SPEND_SCHEMA`` rows (every delivery kept)."""
+    return query_arrow(connect(), _WEBHOOK_SQL, RAW_SPEND_SCHEMA, landing=landing)
+
+
+@dg.asset(
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="ingest",
+    kinds={"postgres", "parquet"},
+    description="LiteLLM_SpendLogs rows per hour, from LiteLLM's database or REST API.",
+)
+def litellm_spend_logs(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    litellm: LiteLLMSpendLogsResource,
+) -> dg.MaterializeResult:
+    hours = partition_hours(context)
+    window = context.partition_time_window
+    logs = litellm.fetch_spend_logs(window.start, window.end)
+    if logs.source == "none":
+        context.log.warning(logs.note)
+    files = lake.write_hours("litellm_spend_logs", logs.table, hours)
+    return table_result(logs.table, hours, files, source=logs.source, source_note=logs.note)
+
+
+@dg.asset(
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="ingest",
+    kinds={"duckdb", "parquet"},
+    description="Webhook events landed by the receiver, one row per delivery, per event hour.",
+)
+def litellm_webhook_events(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    landing: LandingZoneResource,
+) -> dg.MaterializeResult:
+    hours = partition_hours(context)
+    read = landing.zone().read_hours(hours)
+    table = webhook_events_table(read.table)
+    if read.torn_bytes or read.malformed:
+        context.log.warning(
+            f"skipped {read.torn_bytes} bytes of torn last lines and {len(read.malformed)} "
+            f"malformed lines, first: {read.malformed[:1]}"
+        )
+    files = lake.write_hours("litellm_webhook_events", table, hours)
+    return table_result(
+        table,
+        hours,
+        files,
+        landing_files=len(read.files),
+        torn_bytes=read.torn_bytes,
+        malformed_lines=len(read.malformed),
+    )

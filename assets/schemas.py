@@ -1,0 +1,100 @@
+"""Arrow schemas of the lake tables: the contract between assets, notebooks and tests.
+
+Every table carries ``usage_hour`` (UTC hour start): the hour a row belongs to and the
+column the lake splits files on. Money is ``DECIMAL(38, 18)``; times are UTC timestamps.
+"""
+
+import pyarrow as pa
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+MONEY = pa.decimal128(38, 18)
+
+# litellm_spend_logs and litellm_webhook_events: one row per delivered record, as the
+# source gave it (duplicates kept), normalised to one shape so the merge is a union.
+RAW_SPEND_SCHEMA = pa.schema(
+    [
+        ("usage_hour", UTC_TS),
+        ("request_id", pa.string()),
+        ("litellm_call_id", pa.string()),
+        ("start_time", UTC_TS),
+        ("end_time", UTC_TS),
+        ("status", pa.string()),
+        ("call_type", pa.string()),
+        ("model", pa.string()),
+        ("model_group", pa.string()),
+        ("custom_llm_provider", pa.string()),
+        ("cost", MONEY),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("total_tokens", pa.int64()),
+        ("request_tags", pa.list_(pa.string())),
+        ("team_id", pa.string()),
+        ("team_alias", pa.string()),
+        ("key_alias", pa.string()),
+        ("user_id", pa.string()),
+        ("header_department", pa.string()),
+        ("header_team", pa.string()),
+        ("header_agent", pa.string()),
+        ("header_tags", pa.string()),
+    ]
+)
+
+# spend_events: one row per request, deduplicated across deliveries and sources.
+SPEND_EVENTS_SCHEMA = pa.schema(
+    [
+        ("usage_hour", UTC_TS),
+        ("request_key", pa.string()),
+        ("request_id", pa.string()),
+        ("litellm_call_id", pa.string()),
+        ("start_time", UTC_TS),
+        ("end_time", UTC_TS),
+        ("latency_ms", pa.float64()),
+        ("status", pa.string()),
+        ("failed", pa.bool_()),
+        ("call_type", pa.string()),
+        ("provider", pa.string()),
+        ("model", pa.string()),
+        ("model_group", pa.string()),
+        ("cost", MONEY),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("total_tokens", pa.int64()),
+        ("team_id", pa.string()),
+        ("team_alias", pa.string()),
+        ("key_alias", pa.string()),
+        ("user_id", pa.string()),
+        ("request_tags", pa.list_(pa.string())),
+        ("department", pa.string()),
+        ("team", pa.string()),
+        ("agent", pa.string()),
+        ("attribution_source", pa.string()),
+        ("team_source", pa.string()),
+        ("agent_source", pa.string()),
+        ("source", pa.string()),
+        ("deliveries", pa.int64()),
+    ]
+)
+
+_MEASURES = [
+    ("cost", MONEY),
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("total_tokens", pa.int64()),
+    ("requests", pa.int64()),
+    ("failed_requests", pa.int64()),
+    ("latency_p50_ms", pa.float64()),
+    ("latency_p95_ms", pa.float64()),
+]
+
+
+def aggregate_schema(dimensions: list[str]) -> pa.Schema:
+    return pa.schema([("usage_hour", UTC_TS), *[(d, pa.string()) for d in dimensions], *_MEASURES])
+
+
+# The grain of each aggregate: a team is named within its department, an agent within
+# its team, so equal names in different departments never merge.
+AGGREGATE_DIMENSIONS = {
+    "spend_by_department": ["department"],
+    "spend_by_team": ["department", "team"],
+    "spend_by_agent": ["department", "team", "agent"],
+}

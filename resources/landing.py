@@ -1,0 +1,319 @@
+"""The webhook landing zone: the one owner of its NDJSON format (writer and reader).
+
+A landed line is an allow-listed projection of one LiteLLM StandardLoggingPayload: ids,
+times, model, cost, tokens, status, team/key aliases, request tags and the attribution
+headers. Prompts, completions, API keys, key hashes, tracking headers and error texts are
+never copied, because only the fields named here are. Costs are kept as the shortest
+round-trip decimal string of LiteLLM's float (Python ``repr``) so sums can be exact.
+
+Files: ``<data_dir>/landing/litellm_webhook/date=YYYY-MM-DD/hour=HH/<writer-id>-<seq>.ndjson``,
+filed by the event's own hour (``startTime``, UTC), not the arrival hour, so late events
+reach their hour. A writer publishes each file whole (temp file, fsync, rename); the
+reader still ignores a torn last line so that a future appending writer cannot break it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from resources.lake import atomic_write, hive_dir
+
+DEFAULT_ATTRIBUTION_HEADERS = ("x-department", "x-team", "x-agent", "x-litellm-tags")
+MAX_HEADER_VALUE = 256
+LANDING_DIR = Path("landing") / "litellm_webhook"
+QUARANTINE_DIR = Path("landing") / "_quarantine"
+_WRITER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+# The explicit read schema of a landed line (and the allow-list of what is written).
+HEADERS_TYPE = pa.struct([(name, pa.string()) for name in DEFAULT_ATTRIBUTION_HEADERS])
+LANDING_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("litellm_call_id", pa.string()),
+        ("call_type", pa.string()),
+        ("status", pa.string()),
+        ("start_time", pa.float64()),
+        ("end_time", pa.float64()),
+        ("model", pa.string()),
+        ("model_group", pa.string()),
+        ("custom_llm_provider", pa.string()),
+        ("response_cost", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("total_tokens", pa.int64()),
+        ("cache_hit", pa.bool_()),
+        ("request_tags", pa.list_(pa.string())),
+        ("team_id", pa.string()),
+        ("team_alias", pa.string()),
+        ("key_alias", pa.string()),
+        ("user_id", pa.string()),
+        ("headers", HEADERS_TYPE),
+        ("error_class", pa.string()),
+        ("received_at", pa.float64()),
+    ]
+)
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be landed; the message is the quarantine reason."""
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _epoch(payload: Mapping[str, Any], key: str, required: bool) -> float | None:
+    value = payload.get(key)
+    if value is None:
+        if required:
+            raise InvalidEvent(f"missing {key}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidEvent(f"{key} is not a finite epoch number: {type(value).__name__}")
+    if value <= 0:
+        raise InvalidEvent(f"{key} is not a positive epoch: {value}")
+    return float(value)
+
+
+def _cost(value: Any) -> str:
+    if value is None:
+        return "0.0"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidEvent(f"response_cost is not a finite number: {type(value).__name__}")
+    if value < 0:
+        raise InvalidEvent(f"response_cost is negative: {value!r}")
+    return repr(float(value))
+
+
+def _tokens(payload: Mapping[str, Any], key: str) -> int:
+    value = payload.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise InvalidEvent(f"{key} is not an integer: {value!r}")
+    if value < 0:
+        raise InvalidEvent(f"{key} is negative: {value}")
+    return value
+
+
+def landing_record(
+    payload: Any,
+    received_at: float,
+    attribution_headers: Sequence[str] = DEFAULT_ATTRIBUTION_HEADERS,
+) -> dict[str, Any]:
+    """Validate one StandardLoggingPayload and project it onto the landing allow-list."""
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent(f"event is a JSON {type(payload).__name__}, not an object")
+    request_id, call_id = _text(payload.get("id")), _text(payload.get("litellm_call_id"))
+    if not request_id and not call_id:
+        raise InvalidEvent("missing id and litellm_call_id")
+    start = _epoch(payload, "startTime", required=True)
+    end = _epoch(payload, "endTime", required=False)
+    metadata = payload.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidEvent("metadata is not an object")
+    custom = metadata.get("requester_custom_headers") or {}
+    custom = {str(k).lower(): v for k, v in custom.items()} if isinstance(custom, Mapping) else {}
+    tags = payload.get("request_tags") or []
+    if not isinstance(tags, list):
+        raise InvalidEvent("request_tags is not a list")
+    error = payload.get("error_information") or {}
+    return {
+        "request_id": request_id,
+        "litellm_call_id": call_id,
+        "call_type": _text(payload.get("call_type")),
+        "status": _text(payload.get("status")) or "success",
+        "start_time": start,
+        "end_time": end if end is not None else start,
+        "model": _text(payload.get("model")),
+        "model_group": _text(payload.get("model_group")),
+        "custom_llm_provider": _text(payload.get("custom_llm_provider")),
+        "response_cost": _cost(payload.get("response_cost")),
+        "prompt_tokens": _tokens(payload, "prompt_tokens"),
+        "completion_tokens": _tokens(payload, "completion_tokens"),
+        "total_tokens": _tokens(payload, "total_tokens"),
+        "cache_hit": payload.get("cache_hit") if isinstance(payload.get("cache_hit"), bool) else None,
+        "request_tags": [str(t) for t in tags],
+        "team_id": _text(metadata.get("user_api_key_team_id") or metadata.get("team_id")),
+        "team_alias": _text(
+            metadata.get("user_api_key_team_alias") or metadata.get("team_alias")
+        ),
+        "key_alias": _text(metadata.get("user_api_key_alias")),
+        "user_id": _text(metadata.get("user_api_key_user_id")),
+        "headers": {
+            name: str(custom[name]).strip()[:MAX_HEADER_VALUE]
+            for name in attribution_headers
+            if custom.get(name) not in (None, "")
+        },
+        "error_class": _text(error.get("error_class")) if isinstance(error, Mapping) else None,
+        "received_at": received_at,
+    }
+
+
+def event_hour(record: Mapping[str, Any]) -> datetime:
+    start = datetime.fromtimestamp(record["start_time"], tz=timezone.utc)
+    return start.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class WriteResult:
+    landed: int = 0
+    quarantined: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class LandingRead:
+    """What the reader found for a set of hours."""
+
+    table: pa.Table
+    files: list[Path]
+    torn_bytes: int = 0
+    malformed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _ndjson(lines: Iterable[Mapping[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n" for r in lines).encode()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself must survive a crash
+    finally:
+        os.close(dir_fd)
+
+
+class LandingZone:
+    """Writer and reader of ``<data_dir>/landing``."""
+
+    def __init__(self, data_dir: str | Path, writer_id: str = "writer") -> None:
+        if not _WRITER_ID.match(writer_id):
+            raise ValueError(f"writer id must match {_WRITER_ID.pattern}: {writer_id!r}")
+        self.root = Path(data_dir) / LANDING_DIR
+        self.quarantine_root = Path(data_dir) / QUARANTINE_DIR
+        self.writer_id = writer_id
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def _next_name(self) -> str:
+        # Sortable and unique per writer, also across restarts of the same writer id.
+        with self._lock:
+            self._seq = max(self._seq + 1, time.time_ns())
+            return f"{self.writer_id}-{self._seq:020d}.ndjson"
+
+    def write_events(
+        self,
+        payloads: Iterable[Any],
+        received_at: float | None = None,
+        attribution_headers: Sequence[str] = DEFAULT_ATTRIBUTION_HEADERS,
+    ) -> WriteResult:
+        """Land a batch: valid events by event hour, invalid ones to quarantine with the reason."""
+        received_at = time.time() if received_at is None else received_at
+        by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
+        rejects: list[dict[str, Any]] = []
+        for index, payload in enumerate(payloads):
+            try:
+                record = landing_record(payload, received_at, attribution_headers)
+            except InvalidEvent as exc:
+                rejects.append(quarantine_entry(payload, index, str(exc), received_at))
+                continue
+            by_hour[event_hour(record)].append(record)
+        result = WriteResult(landed=sum(map(len, by_hour.values())), quarantined=len(rejects))
+        for hour, records in sorted(by_hour.items()):
+            path = hive_dir(self.root, hour) / self._next_name()
+            _write_durably(path, _ndjson(records))
+            result.files.append(path)
+        if rejects:
+            arrival = datetime.fromtimestamp(received_at, tz=timezone.utc)
+            path = hive_dir(self.quarantine_root, arrival) / self._next_name()
+            _write_durably(path, _ndjson(rejects))
+            result.files.append(path)
+        return result
+
+    def hour_files(self, hour: datetime) -> list[Path]:
+        folder = hive_dir(self.root, hour)
+        return sorted(folder.glob("*.ndjson")) if folder.is_dir() else []
+
+    def read_hours(self, hours: Sequence[datetime]) -> LandingRead:
+        files = [f for h in hours for f in self.hour_files(h)]
+        tables, torn, malformed = [], 0, []
+        for path in files:
+            data = path.read_bytes()
+            complete = data[: data.rfind(b"\n") + 1]
+            torn += len(data) - len(complete)
+            if complete:
+                table, bad = parse_landing_lines(complete, path.name)
+                tables.append(table)
+                malformed.extend(bad)
+        table = pa.concat_tables(tables) if tables else LANDING_SCHEMA.empty_table()
+        return LandingRead(table=table, files=files, torn_bytes=torn, malformed=malformed)
+
+
+def quarantine_entry(payload: Any, index: int, reason: str, received_at: float) -> dict[str, Any]:
+    """Where a rejected event was and why, with its ids only: its body may hold content."""
+    ids = {}
+    if isinstance(payload, Mapping):
+        ids = {k: _text(payload.get(k)) for k in ("id", "litellm_call_id") if payload.get(k)}
+    return {"index": index, "reason": reason, "received_at": received_at, **ids}
+
+
+_PARSE = pa_json.ParseOptions(explicit_schema=LANDING_SCHEMA, unexpected_field_behavior="ignore")
+
+
+def parse_landing_lines(data: bytes, source: str) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Parse complete NDJSON lines; a bad line is reported (file, line, reason), not fatal."""
+    try:
+        return pa_json.read_json(io.BytesIO(data), parse_options=_PARSE), []
+    except pa.ArrowInvalid:
+        pass  # slow path below finds the bad lines and keeps the good ones
+    good, bad = [], []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            pa_json.read_json(io.BytesIO(line + b"\n"), parse_options=_PARSE)
+        except (ValueError, pa.ArrowInvalid) as exc:
+            bad.append({"file": source, "line": number, "reason": str(exc).splitlines()[0][:200]})
+            continue
+        good.append(record)
+    table = pa.Table.from_pylist(good, schema=LANDING_SCHEMA) if good else LANDING_SCHEMA.empty_table()
+    return table, bad
+
+
+class LandingZoneResource(dg.ConfigurableResource):
+    """The landing zone under ``<data_dir>/landing`` as the pipeline reads it."""
+
+    data_dir: str = "./data"
+
+    def zone(self) -> LandingZone:
+        return LandingZone(self.data_dir)
