@@ -1,17 +1,16 @@
 """``spend_events``: one row per request, deduplicated across deliveries and sources."""
 
 
-import os
-
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.attribution import attribution_sql, load_mapping
+from assets.attribution import attribution_sql
 from assets.duck import connect, query_arrow
 from assets.metadata import table_result
 from assets.schemas import SPEND_EVENTS_SCHEMA
 from pipelines.partitions import hourly_partitions, partition_hours
+from resources.attribution import AttributionMappingResource
 from resources.lake import LakeResource
 
 # Within a source, one row per request key: LiteLLM retries and double logs repeat rows.
@@ -101,12 +100,14 @@ def build_spend_events(spend_logs: pa.Table, webhook: pa.Table, mapping: pa.Tabl
     kinds={"duckdb", "parquet"},
     description="One attributed row per LiteLLM request, deduplicated within and across sources.",
 )
-def spend_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def spend_events(
+    context: dg.AssetExecutionContext, lake: LakeResource, attribution: AttributionMappingResource
+) -> dg.MaterializeResult:
     hours = partition_hours(context)
     events = build_spend_events(
         lake.read_hours("litellm_spend_logs", hours),
         lake.read_hours("litellm_webhook_events", hours),
-        load_mapping(os.getenv("SPEND_ATTRIBUTION_FILE")),
+        attribution.mapping(),
     )
     files = lake.write_hours("spend_events", events, hours)
     sources = pc.value_counts(events["attribution_source"]).to_pylist() if events.num_rows else []

@@ -1,0 +1,70 @@
+"""The code location: every asset, job, schedule and resource of the spend pipeline.
+
+Resources read their settings from environment variables (shown as such in the UI);
+unset optional variables fall back to the embedded defaults (local ``./data``, no
+LiteLLM spend-log source, CloudZero dry run).
+"""
+
+import os
+
+import dagster as dg
+
+from assets.aggregates import spend_by_agent, spend_by_department, spend_by_team
+from assets.billing import cloudzero_cbf, cloudzero_submission
+from assets.events import spend_events
+from assets.ingest import litellm_spend_logs, litellm_webhook_events
+from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
+from pipelines.schedules import hourly_spend_schedule
+from resources.attribution import AttributionMappingResource
+from resources.cloudzero import CloudZeroResource
+from resources.lake import LakeResource
+from resources.landing import LandingZoneResource
+from resources.litellm import LiteLLMSpendLogsResource
+
+DEFAULT_DATA_DIR = "./data"
+DEFAULT_CLOUDZERO_API_URL = "https://api.cloudzero.com"
+
+
+def env_or(name: str, default: str | None = None) -> dg.EnvVar | str | None:
+    """``EnvVar(name)`` when the variable is set, so the UI shows where a value comes from."""
+    return dg.EnvVar(name) if os.getenv(name) else default
+
+
+def env_flag(name: str) -> bool:
+    return os.getenv(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+data_dir = env_or("SPEND_DATA_DIR", DEFAULT_DATA_DIR)
+
+defs = dg.Definitions(
+    assets=[
+        litellm_spend_logs,
+        litellm_webhook_events,
+        spend_events,
+        spend_by_department,
+        spend_by_team,
+        spend_by_agent,
+        cloudzero_cbf,
+        cloudzero_submission,
+    ],
+    jobs=[hourly_spend_job, cloudzero_submit_job],
+    schedules=[hourly_spend_schedule],
+    resources={
+        "lake": LakeResource(data_dir=data_dir),
+        "landing": LandingZoneResource(data_dir=data_dir),
+        "attribution": AttributionMappingResource(mapping_file=env_or("SPEND_ATTRIBUTION_FILE")),
+        "litellm": LiteLLMSpendLogsResource(
+            database_url=env_or("LITELLM_DATABASE_URL"),
+            proxy_url=env_or("LITELLM_PROXY_URL"),
+            master_key=env_or("LITELLM_MASTER_KEY"),
+        ),
+        "cloudzero": CloudZeroResource(
+            api_key=env_or("CLOUDZERO_API_KEY"),
+            connection_id=env_or("CLOUDZERO_CONNECTION_ID"),
+            api_url=env_or("CLOUDZERO_API_URL", DEFAULT_CLOUDZERO_API_URL),
+            timezone=env_or("CLOUDZERO_TIMEZONE", "UTC"),
+            dry_run=env_flag("CLOUDZERO_DRY_RUN"),
+            data_dir=data_dir,
+        ),
+    },
+)

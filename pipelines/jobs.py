@@ -1,0 +1,27 @@
+"""Jobs: the hourly pipeline up to CBF files, and the CloudZero submission."""
+
+import dagster as dg
+
+from pipelines.partitions import hourly_partitions
+
+hourly_spend_job = dg.define_asset_job(
+    "hourly_spend_job",
+    selection=dg.AssetSelection.assets("cloudzero_cbf").upstream(),
+    partitions_def=hourly_partitions,
+    description="Landings and spend logs → spend_events → aggregates → one CBF file per hour.",
+)
+
+cloudzero_submit_job = dg.define_asset_job(
+    "cloudzero_submit_job",
+    selection=dg.AssetSelection.assets("cloudzero_submission"),
+    partitions_def=hourly_partitions,
+    description="Sends the hours' CBF files to CloudZero AnyCost Stream (replace_hourly).",
+)
+
+
+def partition_range_tags(first_key: str, last_key: str) -> dict[str, str]:
+    """Run tags that make one run materialise a whole partition range (single-run backfill)."""
+    return {
+        "dagster/asset_partition_range_start": first_key,
+        "dagster/asset_partition_range_end": last_key,
+    }

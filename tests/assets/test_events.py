@@ -1,0 +1,68 @@
+from decimal import Decimal
+
+import pyarrow.compute as pc
+
+from assets.attribution import load_mapping
+from assets.events import build_spend_events
+from assets.schemas import SPEND_EVENTS_SCHEMA
+from tests.samples import EMPTY, raw_row, raw_table
+
+MAPPING = load_mapping(None)
+
+
+def by_key(table) -> dict[str, dict]:
+    return {r["request_key"]: r for r in table.to_pylist()}
+
+
+def test_duplicate_deliveries_collapse_to_one_request():
+    webhook = raw_table(raw_row("a"), raw_row("a"), raw_row("b", cost="0.5"))
+    events = build_spend_events(EMPTY, webhook, MAPPING)
+    assert events.schema == SPEND_EVENTS_SCHEMA
+    rows = by_key(events)
+    assert sorted(rows) == ["a", "b"]
+    assert rows["a"]["deliveries"] == 2
+    assert pc.sum(events["cost"]).as_py() == Decimal("0.501")
+
+
+def test_request_id_is_the_key_when_there_is_no_call_id():
+    webhook = raw_table(raw_row("x", litellm_call_id=None, request_id="r1"), raw_row("y", litellm_call_id="", request_id="r1"))
+    assert list(by_key(build_spend_events(EMPTY, webhook, MAPPING))) == ["r1"]
+
+
+def test_database_numbers_and_webhook_headers_across_sources():
+    db = raw_table(raw_row("a", cost="0.002", total_tokens=99), raw_row("db-only", cost="0.1"))
+    webhook = raw_table(
+        raw_row("a", cost="0.001", header_department="finance"), raw_row("wh-only", cost="0.01")
+    )
+    rows = by_key(build_spend_events(db, webhook, MAPPING))
+    assert rows["a"]["cost"] == Decimal("0.002")
+    assert rows["a"]["total_tokens"] == 99
+    assert rows["a"]["department"] == "finance"
+    assert (rows["a"]["source"], rows["a"]["deliveries"]) == ("both", 2)
+    assert (rows["db-only"]["source"], rows["wh-only"]["source"]) == ("database", "webhook")
+    assert sum(r["cost"] for r in rows.values()) == Decimal("0.112")
+
+
+def test_model_and_provider_are_normalised():
+    webhook = raw_table(
+        raw_row("a", model="openai/gpt-4o", custom_llm_provider="openai"),
+        raw_row("b", model="bedrock/anthropic.claude-3", custom_llm_provider=None),
+        raw_row("c", model="gpt-4o-mini", custom_llm_provider="azure", model_group="gpt-mini"),
+    )
+    rows = by_key(build_spend_events(EMPTY, webhook, MAPPING))
+    assert [(rows[k]["provider"], rows[k]["model"]) for k in "abc"] == [
+        ("openai", "gpt-4o"), ("bedrock", "anthropic.claude-3"), ("azure", "gpt-4o-mini")
+    ]
+    assert rows["c"]["model_group"] == "gpt-mini"
+
+
+def test_failures_and_latency():
+    webhook = raw_table(raw_row("a", status="failure", cost="0"), raw_row("b"))
+    rows = by_key(build_spend_events(EMPTY, webhook, MAPPING))
+    assert (rows["a"]["failed"], rows["b"]["failed"]) == (True, False)
+    assert rows["b"]["latency_ms"] == 250.0
+
+
+def test_empty_inputs_give_an_empty_table_of_the_schema():
+    events = build_spend_events(EMPTY, EMPTY, MAPPING)
+    assert events.num_rows == 0 and events.schema == SPEND_EVENTS_SCHEMA

@@ -1,0 +1,76 @@
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from resources.lake import LakeResource, atomic_write, hive_dir, hours_between, split_by_hour
+
+H0 = datetime(2026, 3, 1, 22, tzinfo=timezone.utc)
+HOURS = hours_between(H0, H0 + timedelta(hours=3))
+
+
+def table(hours: list[datetime]) -> pa.Table:
+    return pa.table(
+        {"usage_hour": pa.array(hours, pa.timestamp("us", tz="UTC")), "n": list(range(len(hours)))}
+    )
+
+
+def test_hours_between_crosses_midnight_and_rejects_unaligned():
+    assert [f"{h:%d %H}" for h in HOURS] == ["01 22", "01 23", "02 00"]
+    with pytest.raises(ValueError, match="hour-aligned"):
+        hours_between(H0 + timedelta(minutes=1), H0 + timedelta(hours=2))
+
+
+def test_hive_dir_is_utc(tmp_path):
+    local = H0.astimezone(timezone(timedelta(hours=5)))
+    assert hive_dir(tmp_path, local) == tmp_path / "date=2026-03-01" / "hour=22"
+
+
+def test_split_by_hour_gives_every_hour_and_refuses_rows_outside():
+    parts = split_by_hour(table([HOURS[0], HOURS[2], HOURS[0]]), HOURS, "usage_hour")
+    assert {h: p.num_rows for h, p in parts.items()} == {HOURS[0]: 2, HOURS[1]: 0, HOURS[2]: 1}
+    with pytest.raises(ValueError, match="outside the materialised range"):
+        split_by_hour(table([H0 - timedelta(hours=1)]), HOURS, "usage_hour")
+
+
+def test_write_hours_writes_one_file_per_hour_and_reads_a_range(tmp_path):
+    lake = LakeResource(data_dir=str(tmp_path))
+    files = lake.write_hours("t", table([HOURS[0], HOURS[2]]), HOURS)
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == [
+        "lake/t/date=2026-03-01/hour=22/part-0.parquet",
+        "lake/t/date=2026-03-01/hour=23/part-0.parquet",
+        "lake/t/date=2026-03-02/hour=00/part-0.parquet",
+    ]
+    assert pq.read_table(files[1]).num_rows == 0  # an empty hour is still materialised
+    assert lake.read_hours("t", HOURS).num_rows == 2
+    assert lake.read_hours("t", HOURS[2:]).column("n").to_pylist() == [1]
+
+
+def test_rewriting_an_hour_replaces_it(tmp_path):
+    lake = LakeResource(data_dir=str(tmp_path))
+    lake.write_hours("t", table([HOURS[0]] * 5), HOURS[:1])
+    lake.write_hours("t", table([HOURS[0]]), HOURS[:1])
+    assert lake.read_hours("t", HOURS[:1]).num_rows == 1
+    assert [p.name for p in lake.hour_file("t", HOURS[0]).parent.iterdir()] == ["part-0.parquet"]
+
+
+def test_missing_hour_names_the_asset_and_hour(tmp_path):
+    lake = LakeResource(data_dir=str(tmp_path))
+    lake.write_hours("t", table([]), HOURS[:1])
+    with pytest.raises(FileNotFoundError, match=r"t has no data for 2 hour\(s\).*hour=23"):
+        lake.read_hours("t", HOURS)
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_text("old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, broken)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]

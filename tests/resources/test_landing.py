@@ -1,0 +1,101 @@
+import copy
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from resources.landing import (
+    LANDING_SCHEMA,
+    InvalidEvent,
+    LandingZone,
+    event_hour,
+    landing_record,
+    parse_landing_lines,
+)
+
+NOW = 1795350000.0
+
+
+def hour_of(payload) -> datetime:
+    return event_hour(landing_record(payload, NOW))
+
+
+def test_landing_record_keeps_the_allow_list_only(payloads):
+    record = landing_record(payloads[0], NOW)
+    assert set(record) == set(LANDING_SCHEMA.names)
+    assert record["response_cost"] == "0.00017999999999999998"  # shortest repr, exact
+    assert record["headers"] == {
+        "x-department": "finance",
+        "x-team": "team-1",
+        "x-agent": "invoice-bot",
+        "x-litellm-tags": "projA,env:test",
+    }
+    text = json.dumps(record)
+    for secret in ("hello number 1", "canned completion", "litellm_proxy_master_key", "127.0.0.1"):
+        assert secret not in text
+
+
+def test_tracking_headers_are_not_kept(payloads):
+    payload = copy.deepcopy(payloads[0])
+    payload["metadata"]["requester_custom_headers"]["x-tracking-token"] = "tok-123"
+    assert "tok-123" not in json.dumps(landing_record(payload, NOW))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"id": None, "litellm_call_id": None}, "missing id and litellm_call_id"),
+        ({"startTime": None}, "missing startTime"),
+        ({"startTime": "yesterday"}, "startTime is not a finite epoch number"),
+        ({"response_cost": "0.1"}, "response_cost is not a finite number"),
+        ({"response_cost": float("nan")}, "response_cost is not a finite number"),
+        ({"response_cost": -1.0}, "response_cost is negative"),
+        ({"prompt_tokens": -3}, "prompt_tokens is negative"),
+        ({"total_tokens": 1.5}, "total_tokens is not an integer"),
+    ],
+)
+def test_invalid_events_say_why(payloads, change, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        landing_record(payloads[0] | change, NOW)
+
+
+def test_batch_lands_valid_events_by_event_hour_and_quarantines_the_rest(tmp_path, payloads):
+    zone = LandingZone(tmp_path, "r1")
+    late = payloads[1] | {"startTime": payloads[1]["startTime"] - 7200, "endTime": None}
+    result = zone.write_events([payloads[0], {"id": "x"}, "not an object", late], received_at=NOW)
+    assert (result.landed, result.quarantined) == (2, 2)
+    assert len(zone.hour_files(hour_of(payloads[0]))) == 1
+    assert len(zone.hour_files(hour_of(late))) == 1
+    quarantine = list((tmp_path / "landing" / "_quarantine").rglob("*.ndjson"))
+    reasons = [json.loads(line)["reason"] for line in quarantine[0].read_text().splitlines()]
+    assert reasons == ["missing startTime", "event is a JSON str, not an object"]
+
+
+def test_reader_tolerates_a_torn_last_line_and_reports_bad_lines(tmp_path, payloads):
+    zone = LandingZone(tmp_path, "r1")
+    result = zone.write_events(payloads[:3], received_at=NOW)
+    path = result.files[0]
+    with open(path, "ab") as f:
+        f.write(b'{"request_id": "torn", "start_')
+    read = zone.read_hours([hour_of(payloads[0])])
+    assert read.table.num_rows == 3
+    assert read.torn_bytes == len(b'{"request_id": "torn", "start_')
+
+    good = path.read_bytes().split(b"\n")[0]
+    table, bad = parse_landing_lines(good + b"\nnot json\n" + good + b"\n", "f.ndjson")
+    assert table.num_rows == 2
+    assert [(b["file"], b["line"]) for b in bad] == [("f.ndjson", 2)]
+
+
+def test_file_names_are_unique_and_sortable(tmp_path):
+    zone = LandingZone(tmp_path, "r1")
+    names = [zone._next_name() for _ in range(1000)]
+    assert names == sorted(set(names))
+    with pytest.raises(ValueError, match="writer id"):
+        LandingZone(tmp_path, "../evil")
+
+
+def test_read_of_an_hour_without_files_is_empty(tmp_path):
+    read = LandingZone(tmp_path).read_hours([datetime(2026, 1, 1, tzinfo=timezone.utc)])
+    assert (read.table.num_rows, read.files) == (0, [])
+    assert read.table.schema == LANDING_SCHEMA
