@@ -79,6 +79,6 @@ def cloudzero_submission(
         by_hour[hour] = read_cbf_csv(path)
     # An hour with no rows was never sent, so there is nothing in CloudZero to clear.
     bodies = pack_bodies({hour: rows for hour, rows in by_hour.items() if rows})
-    report = cloudzero.submit(bodies, run_id=context.run_id)
+    report = cloudzero.submit(bodies, run_id=context.run.run_id)
     context.log.info(f"{report.mode}: {len(bodies)} bodies for {len(hours)} hours ({report.reason})")
     return dg.MaterializeResult(metadata=report.metadata())

@@ -25,7 +25,9 @@ def prepare_environment(data_dir: Path, first_hour: datetime) -> Path:
     """Embedded defaults, set before the code location is imported (it reads them once)."""
     os.environ.setdefault("SPEND_DATA_DIR", str(data_dir))
     os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve()))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()  # Dagster's default local instance, stated explicitly
     # The partitions must cover the window even in the first hours of a new year.
     start = os.getenv("SPEND_START_DATE")
     if start is None or datetime.strptime(start, "%Y-%m-%d").replace(tzinfo=timezone.utc) > first_hour:
@@ -65,8 +67,11 @@ def run_range(first: datetime, last: datetime) -> None:
 
     instance = dg.DagsterInstance.get()
     tags = partition_range_tags(partition_key(first), partition_key(last))
+    # Step starts, ends and our warnings; per-partition events stay in the UI.
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     for job_name in ("hourly_spend_job", "cloudzero_submit_job"):
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=tags)
+        job = defs.resolve_job_def(job_name)
+        result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet)
         print(f"{job_name}: run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
 
 

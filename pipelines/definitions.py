@@ -34,22 +34,23 @@ def env_flag(name: str) -> bool:
     return os.getenv(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-data_dir = env_or("SPEND_DATA_DIR", DEFAULT_DATA_DIR)
+ASSETS = [
+    litellm_spend_logs,
+    litellm_webhook_events,
+    spend_events,
+    spend_by_department,
+    spend_by_team,
+    spend_by_agent,
+    cloudzero_cbf,
+    cloudzero_submission,
+]
+JOBS = [hourly_spend_job, cloudzero_submit_job]
 
-defs = dg.Definitions(
-    assets=[
-        litellm_spend_logs,
-        litellm_webhook_events,
-        spend_events,
-        spend_by_department,
-        spend_by_team,
-        spend_by_agent,
-        cloudzero_cbf,
-        cloudzero_submission,
-    ],
-    jobs=[hourly_spend_job, cloudzero_submit_job],
-    schedules=[hourly_spend_schedule],
-    resources={
+
+def resources_from_env() -> dict[str, dg.ConfigurableResource]:
+    """The resources as the current environment configures them."""
+    data_dir = env_or("SPEND_DATA_DIR", DEFAULT_DATA_DIR)
+    return {
         "lake": LakeResource(data_dir=data_dir),
         "landing": LandingZoneResource(data_dir=data_dir),
         "attribution": AttributionMappingResource(mapping_file=env_or("SPEND_ATTRIBUTION_FILE")),
@@ -66,5 +67,12 @@ defs = dg.Definitions(
             dry_run=env_flag("CLOUDZERO_DRY_RUN"),
             data_dir=data_dir,
         ),
-    },
+    }
+
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    jobs=JOBS,
+    schedules=[hourly_spend_schedule],
+    resources=resources_from_env(),
 )

@@ -2,19 +2,16 @@
 
 import dagster as dg
 
-from pipelines.partitions import hourly_partitions
 
 hourly_spend_job = dg.define_asset_job(
     "hourly_spend_job",
     selection=dg.AssetSelection.assets("cloudzero_cbf").upstream(),
-    partitions_def=hourly_partitions,
     description="Landings and spend logs → spend_events → aggregates → one CBF file per hour.",
 )
 
 cloudzero_submit_job = dg.define_asset_job(
     "cloudzero_submit_job",
     selection=dg.AssetSelection.assets("cloudzero_submission"),
-    partitions_def=hourly_partitions,
     description="Sends the hours' CBF files to CloudZero AnyCost Stream (replace_hourly).",
 )
 

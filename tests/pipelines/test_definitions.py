@@ -1,0 +1,90 @@
+import importlib
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from pipelines import definitions
+from pipelines.partitions import hourly_partitions, spend_start_date
+from pipelines.schedules import hourly_spend_schedule, lookback_hours, lookback_window
+
+PUBLIC_ASSETS = {
+    "litellm_spend_logs",
+    "litellm_webhook_events",
+    "spend_events",
+    "spend_by_department",
+    "spend_by_team",
+    "spend_by_agent",
+    "cloudzero_cbf",
+    "cloudzero_submission",
+}
+
+
+def asset_graph():
+    return definitions.defs.resolve_asset_graph()
+
+
+def test_the_eight_public_assets_are_hourly_single_run_and_described():
+    graph = asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == PUBLIC_ASSETS
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.partitions_def == hourly_partitions
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert node.group_name != "default" and node.description
+        assert node.kinds, key
+
+
+def test_partitions_are_utc_hours_from_spend_start_date(monkeypatch):
+    assert hourly_partitions.timezone == "UTC"
+    assert hourly_partitions.get_first_partition_key() == f"{datetime.now(timezone.utc).year}-01-01-00:00"
+    monkeypatch.setenv("SPEND_START_DATE", "2025-06-01")
+    assert spend_start_date() == "2025-06-01-00:00"
+    monkeypatch.setenv("SPEND_START_DATE", "June")
+    with pytest.raises(ValueError, match="SPEND_START_DATE must be YYYY-MM-DD"):
+        spend_start_date()
+
+
+def test_jobs_split_the_pipeline_from_the_submission():
+    defs = definitions.defs
+    graph = asset_graph()
+    hourly = defs.resolve_job_def("hourly_spend_job").asset_layer.selected_asset_keys
+    submit = defs.resolve_job_def("cloudzero_submit_job").asset_layer.selected_asset_keys
+    assert {k.to_user_string() for k in hourly} == PUBLIC_ASSETS - {"cloudzero_submission"}
+    assert {k.to_user_string() for k in submit} == {"cloudzero_submission"}
+    assert graph.get_all_asset_keys() == hourly | submit
+
+
+def test_resources_come_from_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPEND_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLOUDZERO_API_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("CLOUDZERO_API_KEY", raising=False)
+    try:
+        module = importlib.reload(definitions)
+        resources = module.defs.resources
+        assert resources["lake"].data_dir == dg.EnvVar("SPEND_DATA_DIR")
+        assert resources["cloudzero"].api_url == dg.EnvVar("CLOUDZERO_API_URL")
+        assert resources["cloudzero"].api_key is None
+    finally:
+        monkeypatch.undo()
+        importlib.reload(definitions)
+    assert definitions.defs.resources["lake"].data_dir == "./data"
+
+
+def test_schedule_restates_the_lookback_window_in_one_run(monkeypatch):
+    assert lookback_window(datetime(2026, 3, 1, 0, 10, tzinfo=timezone.utc), 3) == (
+        datetime(2026, 2, 28, 21, tzinfo=timezone.utc),
+        datetime(2026, 2, 28, 23, tzinfo=timezone.utc),
+    )
+    monkeypatch.setenv("SPEND_LOOKBACK_HOURS", "5")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 3, 1, 12, 10, tzinfo=timezone.utc)
+    )
+    request = hourly_spend_schedule(context)
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-03-01-07:00"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-03-01-11:00"
+    assert hourly_spend_schedule.cron_schedule == "10 * * * *"
+    monkeypatch.setenv("SPEND_LOOKBACK_HOURS", "0")
+    with pytest.raises(ValueError, match="SPEND_LOOKBACK_HOURS"):
+        lookback_hours()

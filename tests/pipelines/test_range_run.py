@@ -1,0 +1,146 @@
+"""A 24-hour range through every asset in one run per job, checked end to end."""
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from assets.cbf import read_cbf_csv
+from demo.traffic import MAPPING_YAML, SECRET_MARKERS, generate_traffic, land_traffic
+from pipelines.definitions import ASSETS, JOBS, resources_from_env
+from pipelines.jobs import partition_range_tags
+from pipelines.partitions import partition_key
+from resources.landing import LandingZone
+from tests.samples import HOUR0
+
+HOURS = 24
+LAKE_ASSETS = (
+    "litellm_spend_logs",
+    "litellm_webhook_events",
+    "spend_events",
+    "spend_by_department",
+    "spend_by_team",
+    "spend_by_agent",
+)
+TOLERANCE = Decimal("1e-9")
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("range")
+    data_dir = root / "data"
+    traffic = generate_traffic(HOUR0, HOURS, events_per_hour=150, seed=11)
+    land_traffic(traffic, data_dir)
+    mapping = root / "mapping.yaml"
+    mapping.write_text(MAPPING_YAML)
+    tags = partition_range_tags(partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=HOURS - 1)))
+    (root / "dagster_home").mkdir()
+    # EnvVar values resolve when a run starts, so the variables stay set through the runs.
+    with pytest.MonkeyPatch.context() as env, dg.instance_for_test(
+        temp_dir=str(root / "dagster_home")
+    ) as instance:
+        env.setenv("SPEND_DATA_DIR", str(data_dir))
+        env.setenv("SPEND_ATTRIBUTION_FILE", str(mapping))
+        env.delenv("CLOUDZERO_API_KEY", raising=False)
+        defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources_from_env())
+        results = {
+            name: defs.resolve_job_def(name).execute_in_process(instance=instance, tags=tags)
+            for name in ("hourly_spend_job", "cloudzero_submit_job")
+        }
+        runs = instance.get_runs()
+    yield traffic, data_dir, results, runs, root
+
+
+def lake_files(data_dir: Path, asset: str) -> list[Path]:
+    return sorted((data_dir / "lake" / asset).glob("date=*/hour=*/*.parquet"))
+
+
+def lake_total(data_dir: Path, asset: str, column: str = "cost"):
+    return sum(
+        (v for f in lake_files(data_dir, asset) for v in pq.read_table(f, columns=[column])[column].to_pylist()),
+        Decimal(0) if column == "cost" else 0,
+    )
+
+
+def test_each_job_is_one_run_materialising_every_hour(pipeline_run):
+    _, _, results, runs, _ = pipeline_run
+    assert len(runs) == 2
+    for name, result in results.items():
+        assert result.success
+        per_asset: dict[str, set[str]] = {}
+        for event in result.get_asset_materialization_events():
+            mat = event.materialization
+            per_asset.setdefault(mat.asset_key.to_user_string(), set()).add(mat.partition)
+        expected = set(LAKE_ASSETS) | {"cloudzero_cbf"} if name == "hourly_spend_job" else {"cloudzero_submission"}
+        assert set(per_asset) == expected
+        assert all(len(parts) == HOURS for parts in per_asset.values())
+
+
+def test_one_file_set_per_hour_per_asset(pipeline_run):
+    _, data_dir, _, _, _ = pipeline_run
+    for asset in LAKE_ASSETS:
+        files = lake_files(data_dir, asset)
+        assert len(files) == HOURS, asset
+        assert len({f.parent for f in files}) == HOURS
+    assert len(list((data_dir / "cbf").glob("date=*/hour=*/cbf.csv"))) == HOURS
+
+
+def test_cost_and_requests_reconcile_from_landing_to_cbf(pipeline_run):
+    traffic, data_dir, _, _, _ = pipeline_run
+    # The landing files themselves, deduplicated by request key.
+    landed = LandingZone(data_dir).read_hours(traffic.hours).table.to_pylist()
+    unique = {r["litellm_call_id"]: Decimal(r["response_cost"]) for r in landed}
+    assert len(landed) == traffic.deliveries > len(unique) == len(traffic.requests)
+    landing_cost = sum(unique.values(), Decimal(0))
+    assert abs(landing_cost - traffic.total_cost) == 0
+
+    stage_costs = {asset: lake_total(data_dir, asset) for asset in LAKE_ASSETS[2:]}
+    cbf = [row for f in sorted((data_dir / "cbf").rglob("cbf.csv")) for row in read_cbf_csv(f)]
+    stage_costs["cloudzero_cbf"] = sum((Decimal(r["cost/cost"]) for r in cbf), Decimal(0))
+    bodies = sorted((data_dir / "cloudzero" / "dry_run").rglob("body-*.json"))
+    sent = [row for b in bodies for row in json.loads(b.read_text())["data"]]
+    stage_costs["dry_run_bodies"] = sum((Decimal(r["cost/cost"]) for r in sent), Decimal(0))
+    for stage, cost in stage_costs.items():
+        assert abs(cost - landing_cost) <= TOLERANCE, (stage, cost, landing_cost)
+
+    requests = len(traffic.requests)
+    assert sum(pq.read_table(f).num_rows for f in lake_files(data_dir, "spend_events")) == requests
+    for asset in LAKE_ASSETS[3:]:
+        assert lake_total(data_dir, asset, "requests") == requests
+    assert lake_total(data_dir, "litellm_webhook_events", "total_tokens") > lake_total(
+        data_dir, "spend_events", "total_tokens"
+    ) == traffic.total_tokens
+
+
+def test_duplicates_collapse_and_attribution_matches_the_answer_key(pipeline_run):
+    traffic, data_dir, _, _, _ = pipeline_run
+    events = [r for f in lake_files(data_dir, "spend_events") for r in pq.read_table(f).to_pylist()]
+    by_key = {e["request_key"]: e for e in events}
+    assert len(by_key) == len(events)
+    assert sum(e["deliveries"] for e in events) == traffic.deliveries
+    assert traffic.duplicates > 0 and traffic.late_events > 0
+    for want in traffic.requests:
+        got = by_key[want.request_key]
+        assert (got["department"], got["team"], got["agent"], got["attribution_source"]) == (
+            want.department, want.team, want.agent, want.attribution_source
+        ), want.channel
+        assert got["usage_hour"] == want.hour
+        assert got["failed"] == want.failed
+
+
+def test_no_prompt_completion_key_or_token_is_written_anywhere(pipeline_run):
+    *_, root = pipeline_run
+    checked = 0
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        # Parquet pages are compressed: search the decoded values, not the bytes.
+        text = str(pq.read_table(path).to_pylist()) if path.suffix == ".parquet" else path.read_bytes().decode("latin-1")
+        for marker in (*SECRET_MARKERS, "sk-live", "user_api_key_hash"):
+            assert marker not in text, (marker, path)
+        checked += 1
+    assert checked > 24 * 8
