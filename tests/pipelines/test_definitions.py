@@ -1,5 +1,8 @@
 import importlib
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -88,3 +91,14 @@ def test_schedule_restates_the_lookback_window_in_one_run(monkeypatch):
     monkeypatch.setenv("SPEND_LOOKBACK_HOURS", "0")
     with pytest.raises(ValueError, match="SPEND_LOOKBACK_HOURS"):
         lookback_hours()
+
+
+def test_the_dagster_cli_loads_the_workspace():
+    root = Path(__file__).resolve().parents[2]
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Validation successful for code location litellm_spend" in done.stderr + done.stdout
