@@ -1,4 +1,5 @@
 import importlib
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -93,12 +94,13 @@ def test_schedule_restates_the_lookback_window_in_one_run(monkeypatch):
         lookback_hours()
 
 
-def test_the_dagster_cli_loads_the_workspace():
+def test_the_dagster_cli_loads_the_workspace(tmp_path):
     root = Path(__file__).resolve().parents[2]
     dagster = Path(sys.executable).with_name("dagster")
     done = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=root, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"DAGSTER_HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Validation successful for code location litellm_spend" in done.stderr + done.stdout
