@@ -95,9 +95,10 @@ def print_summary(data_dir: Path, first: datetime, end: datetime) -> None:
             """,
             [str(lake / asset / "*" / "*" / "*.parquet"), first, end],
         ).fetchall()
-        for row in rows:
-            *names, cost, requests = row
-            print(f"  {' / '.join(names):<48} ${cost:>12.6f}  {requests:>6} requests")
+        labels = [" / ".join(names) for *names, _, _ in rows]
+        width = max(map(len, labels), default=0)
+        for label, (*_, cost, requests) in zip(labels, rows, strict=True):
+            print(f"  {label:<{width}}  ${cost:>12.6f}  {requests:>7} requests")
     print(
         f"""
 Parquet lake:      {lake.resolve()}/<asset>/date=YYYY-MM-DD/hour=HH/part-0.parquet
