@@ -22,6 +22,8 @@ demo: $(STAMP)
 	$(BIN)/python -m demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 dev: $(STAMP)

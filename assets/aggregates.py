@@ -1,6 +1,5 @@
 """Hourly spend by department, by team and by agent, from ``spend_events``."""
 
-
 import dagster as dg
 import pyarrow as pa
 

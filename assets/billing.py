@@ -6,7 +6,8 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.cbf import cbf_hour_path, cbf_rows, cost_total, read_cbf_csv, write_cbf_csv
-from assets.metadata import cost_total as table_cost, markdown_preview, range_metadata
+from assets.metadata import cost_total as table_cost
+from assets.metadata import markdown_preview, range_metadata
 from pipelines.partitions import hourly_partitions, partition_hours
 from resources.cloudzero import CloudZeroResource, pack_bodies
 from resources.lake import LakeResource, split_by_hour
@@ -37,7 +38,9 @@ def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     aggregates = {name: lake.read_hours(name, hours) for name in AGGREGATES}
     spend_events_total = table_cost(lake.read_hours("spend_events", hours))
     files, all_rows = [], []
-    for hour, part in sorted(split_by_hour(aggregates["spend_by_agent"], hours, "usage_hour").items()):
+    for hour, part in sorted(
+        split_by_hour(aggregates["spend_by_agent"], hours, "usage_hour").items()
+    ):
         rows = cbf_rows(part)
         files.append(write_cbf_csv(rows, cbf_hour_path(lake.data_dir, hour)))
         all_rows.append(rows)
@@ -75,10 +78,14 @@ def cloudzero_submission(
     for hour in hours:
         path = cbf_hour_path(lake.data_dir, hour)
         if not path.exists():
-            raise dg.Failure(f"no CBF file for {hour:%Y-%m-%dT%H}:00Z; materialise cloudzero_cbf first")
+            raise dg.Failure(
+                f"no CBF file for {hour:%Y-%m-%dT%H}:00Z; materialise cloudzero_cbf first"
+            )
         by_hour[hour] = read_cbf_csv(path)
     # An hour with no rows was never sent, so there is nothing in CloudZero to clear.
     bodies = pack_bodies({hour: rows for hour, rows in by_hour.items() if rows})
     report = cloudzero.submit(bodies, run_id=context.run.run_id)
-    context.log.info(f"{report.mode}: {len(bodies)} bodies for {len(hours)} hours ({report.reason})")
+    context.log.info(
+        f"{report.mode}: {len(bodies)} bodies for {len(hours)} hours ({report.reason})"
+    )
     return dg.MaterializeResult(metadata=report.metadata())

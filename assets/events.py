@@ -1,6 +1,5 @@
 """``spend_events``: one row per request, deduplicated across deliveries and sources."""
 
-
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -88,7 +87,12 @@ def build_spend_events(spend_logs: pa.Table, webhook: pa.Table, mapping: pa.Tabl
     """Merge both raw sources into one attributed row per request (``SPEND_EVENTS_SCHEMA``)."""
     con = connect()
     return query_arrow(
-        con, _MERGE_SQL, SPEND_EVENTS_SCHEMA, spend_logs=spend_logs, webhook=webhook, mapping=mapping
+        con,
+        _MERGE_SQL,
+        SPEND_EVENTS_SCHEMA,
+        spend_logs=spend_logs,
+        webhook=webhook,
+        mapping=mapping,
     )
 
 

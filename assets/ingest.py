@@ -1,6 +1,5 @@
 """Raw hourly assets: LiteLLM spend logs and webhook landings, normalised to one shape."""
 
-
 import dagster as dg
 import pyarrow as pa
 

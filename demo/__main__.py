@@ -30,7 +30,10 @@ def prepare_environment(data_dir: Path, first_hour: datetime) -> Path:
     (home / "dagster.yaml").touch()  # Dagster's default local instance, stated explicitly
     # The partitions must cover the window even in the first hours of a new year.
     start = os.getenv("SPEND_START_DATE")
-    if start is None or datetime.strptime(start, "%Y-%m-%d").replace(tzinfo=timezone.utc) > first_hour:
+    if (
+        start is None
+        or datetime.strptime(start, "%Y-%m-%d").replace(tzinfo=timezone.utc) > first_hour
+    ):
         os.environ["SPEND_START_DATE"] = f"{first_hour:%Y-%m-%d}"
     from demo.traffic import MAPPING_YAML
 
@@ -85,7 +88,9 @@ def print_summary(data_dir: Path, first: datetime, end: datetime) -> None:
         ("spend_by_team", "department, team"),
         ("spend_by_agent", "department, team, agent"),
     ):
-        print(f"\nCost by {keys.split(', ')[-1]} ({first:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00} UTC)")
+        print(
+            f"\nCost by {keys.split(', ')[-1]} ({first:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00} UTC)"
+        )
         rows = con.execute(
             f"""
             SELECT {keys}, sum(cost) AS cost, sum(requests) AS requests
@@ -102,10 +107,10 @@ def print_summary(data_dir: Path, first: datetime, end: datetime) -> None:
     print(
         f"""
 Parquet lake:      {lake.resolve()}/<asset>/date=YYYY-MM-DD/hour=HH/part-0.parquet
-CBF files:         {(data_dir / 'cbf').resolve()}/date=YYYY-MM-DD/hour=HH/cbf.csv
-Dry-run bodies:    {(data_dir / 'cloudzero' / 'dry_run').resolve()}/<run id>/
+CBF files:         {(data_dir / "cbf").resolve()}/date=YYYY-MM-DD/hour=HH/cbf.csv
+Dry-run bodies:    {(data_dir / "cloudzero" / "dry_run").resolve()}/<run id>/
 Query in DuckDB:   SELECT * FROM read_parquet('{lake}/spend_events/*/*/*.parquet', hive_partitioning = true)
-Open the UI:       make dev   (DAGSTER_HOME={os.environ['DAGSTER_HOME']}; http://127.0.0.1:3000)"""
+Open the UI:       make dev   (DAGSTER_HOME={os.environ["DAGSTER_HOME"]}; http://127.0.0.1:3000)"""
     )
 
 

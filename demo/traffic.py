@@ -70,21 +70,69 @@ class Model:
 MODELS = {
     m.group: m
     for m in (
-        Model("openai/gpt-4o", "gpt-4o", "openai", 2.5e-06, 1e-05,
-              "https://api.openai.com/v1", "OpenAIException"),
-        Model("openai/gpt-4o-mini", "gpt-4o-mini", "openai", 1.5e-07, 6e-07,
-              "https://api.openai.com/v1", "OpenAIException"),
-        Model("anthropic/claude-3-5-sonnet-20241022", "claude-sonnet", "anthropic", 3e-06, 1.5e-05,
-              "https://api.anthropic.com", "AnthropicException"),
-        Model("azure/gpt-4o-eu", "gpt-4o-eu", "azure", 2.75e-06, 1.1e-05,
-              "https://contoso-eu.openai.azure.com", "AzureException"),
-        Model("bedrock/anthropic.claude-3-haiku-20240307-v1:0", "claude-haiku", "bedrock",
-              2.5e-07, 1.25e-06, "https://bedrock-runtime.us-east-1.amazonaws.com",
-              "BedrockException"),
-        Model("vertex_ai/gemini-1.5-pro", "gemini-pro", "vertex_ai", 1.25e-06, 5e-06,
-              "https://us-central1-aiplatform.googleapis.com", "VertexAIException"),
-        Model("vertex_ai/gemini-1.5-flash", "gemini-flash", "vertex_ai", 7.5e-08, 3e-07,
-              "https://us-central1-aiplatform.googleapis.com", "VertexAIException"),
+        Model(
+            "openai/gpt-4o",
+            "gpt-4o",
+            "openai",
+            2.5e-06,
+            1e-05,
+            "https://api.openai.com/v1",
+            "OpenAIException",
+        ),
+        Model(
+            "openai/gpt-4o-mini",
+            "gpt-4o-mini",
+            "openai",
+            1.5e-07,
+            6e-07,
+            "https://api.openai.com/v1",
+            "OpenAIException",
+        ),
+        Model(
+            "anthropic/claude-3-5-sonnet-20241022",
+            "claude-sonnet",
+            "anthropic",
+            3e-06,
+            1.5e-05,
+            "https://api.anthropic.com",
+            "AnthropicException",
+        ),
+        Model(
+            "azure/gpt-4o-eu",
+            "gpt-4o-eu",
+            "azure",
+            2.75e-06,
+            1.1e-05,
+            "https://contoso-eu.openai.azure.com",
+            "AzureException",
+        ),
+        Model(
+            "bedrock/anthropic.claude-3-haiku-20240307-v1:0",
+            "claude-haiku",
+            "bedrock",
+            2.5e-07,
+            1.25e-06,
+            "https://bedrock-runtime.us-east-1.amazonaws.com",
+            "BedrockException",
+        ),
+        Model(
+            "vertex_ai/gemini-1.5-pro",
+            "gemini-pro",
+            "vertex_ai",
+            1.25e-06,
+            5e-06,
+            "https://us-central1-aiplatform.googleapis.com",
+            "VertexAIException",
+        ),
+        Model(
+            "vertex_ai/gemini-1.5-flash",
+            "gemini-flash",
+            "vertex_ai",
+            7.5e-08,
+            3e-07,
+            "https://us-central1-aiplatform.googleapis.com",
+            "VertexAIException",
+        ),
     )
 }
 
@@ -104,22 +152,86 @@ class Agent:
 
 
 AGENTS = (
-    Agent("finance", "ap", "invoice-bot", "ap-invoice-bot-key", "finance-ap",
-          ("gpt-4o-mini", "claude-haiku"), 12, "Extract the line items of this invoice"),
-    Agent("finance", "fpa", "forecast-assistant", "fpa-forecast-key", "finance-fpa",
-          ("gpt-4o", "gemini-pro"), 5, "Explain the variance in this forecast"),
-    Agent("engineering", "platform", "code-review-bot", "platform-review-key", "eng-platform",
-          ("claude-sonnet", "gpt-4o"), 14, "Review this pull request diff"),
-    Agent("engineering", "sre", "incident-summarizer", "sre-incident-key", "eng-sre",
-          ("gpt-4o-eu", "claude-haiku"), 6, "Summarise this incident timeline"),
-    Agent("support", "tier1", "helpdesk-agent", "helpdesk-key", "support-tier1",
-          ("gpt-4o-mini", "gemini-flash"), 25, "Answer this customer ticket"),
-    Agent("support", "tier2", "escalation-agent", "escalation-key", "support-tier2",
-          ("claude-sonnet", "gpt-4o-eu"), 6, "Draft a reply to this escalated ticket"),
-    Agent("marketing", "content", "copy-writer", "copywriter-key", "marketing-content",
-          ("claude-sonnet", "gpt-4o"), 8, "Write launch copy for this product"),
-    Agent("research", "ml", "paper-summarizer", "paper-summary-key", "research-ml",
-          ("gemini-pro", "claude-sonnet"), 6, "Summarise this paper"),
+    Agent(
+        "finance",
+        "ap",
+        "invoice-bot",
+        "ap-invoice-bot-key",
+        "finance-ap",
+        ("gpt-4o-mini", "claude-haiku"),
+        12,
+        "Extract the line items of this invoice",
+    ),
+    Agent(
+        "finance",
+        "fpa",
+        "forecast-assistant",
+        "fpa-forecast-key",
+        "finance-fpa",
+        ("gpt-4o", "gemini-pro"),
+        5,
+        "Explain the variance in this forecast",
+    ),
+    Agent(
+        "engineering",
+        "platform",
+        "code-review-bot",
+        "platform-review-key",
+        "eng-platform",
+        ("claude-sonnet", "gpt-4o"),
+        14,
+        "Review this pull request diff",
+    ),
+    Agent(
+        "engineering",
+        "sre",
+        "incident-summarizer",
+        "sre-incident-key",
+        "eng-sre",
+        ("gpt-4o-eu", "claude-haiku"),
+        6,
+        "Summarise this incident timeline",
+    ),
+    Agent(
+        "support",
+        "tier1",
+        "helpdesk-agent",
+        "helpdesk-key",
+        "support-tier1",
+        ("gpt-4o-mini", "gemini-flash"),
+        25,
+        "Answer this customer ticket",
+    ),
+    Agent(
+        "support",
+        "tier2",
+        "escalation-agent",
+        "escalation-key",
+        "support-tier2",
+        ("claude-sonnet", "gpt-4o-eu"),
+        6,
+        "Draft a reply to this escalated ticket",
+    ),
+    Agent(
+        "marketing",
+        "content",
+        "copy-writer",
+        "copywriter-key",
+        "marketing-content",
+        ("claude-sonnet", "gpt-4o"),
+        8,
+        "Write launch copy for this product",
+    ),
+    Agent(
+        "research",
+        "ml",
+        "paper-summarizer",
+        "paper-summary-key",
+        "research-ml",
+        ("gemini-pro", "claude-sonnet"),
+        6,
+        "Summarise this paper",
+    ),
 )
 
 MAPPING_YAML = """\
@@ -160,17 +272,25 @@ CHANNEL_SOURCE = {
 }
 # Callers without attribution of their own: (key alias, team alias, user id).
 ANONYMOUS_CALLERS = {
-    "mapping_key": (("billing-service-key", "finance-ops", "svc-billing"),
-                    ("etl-nightly-key", None, "svc-etl")),
-    "mapping_team": (("ds-notebook-key", "data-science", "user-rkumar"),
-                     ("legal-assist-key", "legal-ops", "user-mchen")),
+    "mapping_key": (
+        ("billing-service-key", "finance-ops", "svc-billing"),
+        ("etl-nightly-key", None, "svc-etl"),
+    ),
+    "mapping_team": (
+        ("ds-notebook-key", "data-science", "user-rkumar"),
+        ("legal-assist-key", "legal-ops", "user-mchen"),
+    ),
     "mapping_split": (("ml-batch-key", "data-science", "svc-ml-batch"),),
-    "team_alias": (("growth-key", "growth-experiments", "user-lnguyen"),
-                   ("sales-ops-key", "sales-ops", "user-pdiaz"),
-                   (None, "hr-people", "user-okim")),
-    "none": ((None, None, "default_user_id"),
-             ("personal-key-jdoe", None, "user-jdoe"),
-             ("personal-key-asmith", None, "user-asmith")),
+    "team_alias": (
+        ("growth-key", "growth-experiments", "user-lnguyen"),
+        ("sales-ops-key", "sales-ops", "user-pdiaz"),
+        (None, "hr-people", "user-okim"),
+    ),
+    "none": (
+        (None, None, "default_user_id"),
+        ("personal-key-jdoe", None, "user-jdoe"),
+        ("personal-key-asmith", None, "user-asmith"),
+    ),
 }
 USER_AGENTS = ("OpenAI/Python 1.55.3", "python-httpx/0.28.1", "curl/8.5.0")
 # (error_code, error_class, normalized_error, message)
@@ -349,13 +469,17 @@ def _pick_caller(rng: random.Random, channel: str) -> _Caller:
         return _Caller(channel, key_alias, team_alias, user_id, tuple(MODELS), "Help with this")
     agent = rng.choices(AGENTS, weights=[a.weight for a in AGENTS])[0]
     who = {"department": agent.department, "team": agent.team, "agent": agent.agent}
-    caller = _Caller(channel, agent.key_alias, agent.team_alias, f"svc-{agent.agent}",
-                     agent.models, agent.task)
+    caller = _Caller(
+        channel, agent.key_alias, agent.team_alias, f"svc-{agent.agent}", agent.models, agent.task
+    )
     if channel == "header":
         # The proxy config lists x-department and x-team in extra_spend_tag_headers, so
         # LiteLLM also copies those two into request_tags (as in the captured fixture).
-        return _replace(caller, headers={f"x-{k}": v for k, v in who.items()},
-                        tags=(f"x-department: {agent.department}", f"x-team: {agent.team}"))
+        return _replace(
+            caller,
+            headers={f"x-{k}": v for k, v in who.items()},
+            tags=(f"x-department: {agent.department}", f"x-team: {agent.team}"),
+        )
     if channel == "tag_x":
         return _replace(caller, tags=tuple(f"x-{k}: {v}" for k, v in who.items()))
     tags = tuple(f"{k}:{v}" for k, v in who.items())
@@ -467,7 +591,9 @@ def _build_payload(
         },
         "cache_key": None,
         "response_cost": cost,
-        "cost_breakdown": None if failure else {
+        "cost_breakdown": None
+        if failure
+        else {
             "input_cost": input_cost,
             "output_cost": output_cost,
             "total_cost": cost,
@@ -505,7 +631,9 @@ def _build_payload(
             "cache_key": None,
             "api_base": None if failure else model.api_base,
             "response_cost": cost,
-            "additional_headers": None if failure else {
+            "additional_headers": None
+            if failure
+            else {
                 "x-litellm-model-group": model.group,
                 "x-litellm-attempted-retries": 0,
                 "x-litellm-attempted-fallbacks": 0,
@@ -602,8 +730,9 @@ def _batch_hour(rng: random.Random, hour_index: int, payloads: list[dict]) -> li
     return batches
 
 
-def _place_late(rng: random.Random, batches: list[_Batch], late: list[tuple[int, dict]],
-                start: datetime) -> None:
+def _place_late(
+    rng: random.Random, batches: list[_Batch], late: list[tuple[int, dict]], start: datetime
+) -> None:
     """Add each late event to a batch 1..MAX_LATE_HOURS hours after its own hour."""
     for hour_index, payload in late:
         targets = [b for b in batches if hour_index < b.hour_index <= hour_index + MAX_LATE_HOURS]
@@ -680,8 +809,9 @@ def generate_traffic(
     )
 
 
-def _expected(payload: dict, hour: datetime, caller: _Caller, late: bool, duplicate: bool
-              ) -> ExpectedRequest:
+def _expected(
+    payload: dict, hour: datetime, caller: _Caller, late: bool, duplicate: bool
+) -> ExpectedRequest:
     who = expected_attribution(
         payload["metadata"]["requester_custom_headers"],
         payload["request_tags"],

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-
 hourly_spend_job = dg.define_asset_job(
     "hourly_spend_job",
     selection=dg.AssetSelection.assets("cloudzero_cbf").upstream(),

@@ -85,7 +85,11 @@ class LakeResource(dg.ConfigurableResource):
         return hive_dir(self.root / asset, hour) / PART_FILE
 
     def write_hours(
-        self, asset: str, table: pa.Table, hours: Sequence[datetime], hour_column: str = "usage_hour"
+        self,
+        asset: str,
+        table: pa.Table,
+        hours: Sequence[datetime],
+        hour_column: str = "usage_hour",
     ) -> list[Path]:
         """Atomically (re)write one file per hour of the range; returns the files written."""
         written = []

@@ -153,12 +153,12 @@ def landing_record(
         "prompt_tokens": _tokens(payload, "prompt_tokens"),
         "completion_tokens": _tokens(payload, "completion_tokens"),
         "total_tokens": _tokens(payload, "total_tokens"),
-        "cache_hit": payload.get("cache_hit") if isinstance(payload.get("cache_hit"), bool) else None,
+        "cache_hit": payload.get("cache_hit")
+        if isinstance(payload.get("cache_hit"), bool)
+        else None,
         "request_tags": [str(t) for t in tags],
         "team_id": _text(metadata.get("user_api_key_team_id") or metadata.get("team_id")),
-        "team_alias": _text(
-            metadata.get("user_api_key_team_alias") or metadata.get("team_alias")
-        ),
+        "team_alias": _text(metadata.get("user_api_key_team_alias") or metadata.get("team_alias")),
         "key_alias": _text(metadata.get("user_api_key_alias")),
         "user_id": _text(metadata.get("user_api_key_user_id")),
         "headers": {
@@ -194,7 +194,9 @@ class LandingRead:
 
 
 def _ndjson(lines: Iterable[Mapping[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n" for r in lines).encode()
+    return "".join(
+        json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n" for r in lines
+    ).encode()
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -306,7 +308,9 @@ def parse_landing_lines(data: bytes, source: str) -> tuple[pa.Table, list[dict[s
             bad.append({"file": source, "line": number, "reason": str(exc).splitlines()[0][:200]})
             continue
         good.append(record)
-    table = pa.Table.from_pylist(good, schema=LANDING_SCHEMA) if good else LANDING_SCHEMA.empty_table()
+    table = (
+        pa.Table.from_pylist(good, schema=LANDING_SCHEMA) if good else LANDING_SCHEMA.empty_table()
+    )
     return table, bad
 
 

@@ -25,6 +25,19 @@ def captured_payloads() -> list[dict]:
     return [*array, *ndjson, failure]
 
 
+# DESIGN.md's public asset names, in pipeline order.
+PUBLIC_ASSETS = (
+    "litellm_spend_logs",
+    "litellm_webhook_events",
+    "spend_events",
+    "spend_by_department",
+    "spend_by_team",
+    "spend_by_agent",
+    "cloudzero_cbf",
+    "cloudzero_submission",
+)
+LAKE_ASSETS = PUBLIC_ASSETS[:6]  # the ones stored as hourly Parquet
+
 HOUR0 = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
 
 

@@ -23,7 +23,17 @@ def events():
 def test_team_is_named_within_its_department_and_hours_stay_apart():
     table = aggregate_spend(events(), AGGREGATE_DIMENSIONS["spend_by_team"])
     assert table.schema == aggregate_schema(["department", "team"])
-    got = [(r["usage_hour"], r["department"], r["team"], r["cost"], r["requests"], r["failed_requests"]) for r in table.to_pylist()]
+    got = [
+        (
+            r["usage_hour"],
+            r["department"],
+            r["team"],
+            r["cost"],
+            r["requests"],
+            r["failed_requests"],
+        )
+        for r in table.to_pylist()
+    ]
     assert got == [
         (HOUR0, "fin", "ap", Decimal("0.3"), 2, 1),
         (HOUR0, "fin", "ar", Decimal("0.000179999999999999"), 1, 0),
@@ -41,7 +51,10 @@ def test_every_grain_carries_the_same_money_and_tokens():
 
 
 def test_latency_percentiles():
-    rows = [raw_row(str(i), end_time=HOUR0 + timedelta(minutes=5, milliseconds=ms)) for i, ms in enumerate(range(0, 1000, 10))]
+    rows = [
+        raw_row(str(i), end_time=HOUR0 + timedelta(minutes=5, milliseconds=ms))
+        for i, ms in enumerate(range(0, 1000, 10))
+    ]
     rows = [r | {"header_department": "d"} for r in rows]
     ev = build_spend_events(EMPTY, raw_table(*rows), load_mapping(None))
     (row,) = aggregate_spend(ev, ["department"]).to_pylist()

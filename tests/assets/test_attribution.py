@@ -1,4 +1,3 @@
-import pyarrow as pa
 import pytest
 
 from assets.attribution import MappingFileError, load_mapping
@@ -18,7 +17,17 @@ def attribute(tmp_path, **fields) -> dict:
     path.write_text(MAPPING)
     events = build_spend_events(EMPTY, raw_table(raw_row("k1", **fields)), load_mapping(path))
     row = events.to_pylist()[0]
-    return {k: row[k] for k in ("department", "team", "agent", "attribution_source", "team_source", "agent_source")}
+    return {
+        k: row[k]
+        for k in (
+            "department",
+            "team",
+            "agent",
+            "attribution_source",
+            "team_source",
+            "agent_source",
+        )
+    }
 
 
 def test_headers_win_over_everything(tmp_path):
@@ -32,8 +41,12 @@ def test_headers_win_over_everything(tmp_path):
         team_alias="data-science",
     )
     assert got == {
-        "department": "finance", "team": "ap", "agent": "invoice-bot",
-        "attribution_source": "header", "team_source": "header", "agent_source": "header",
+        "department": "finance",
+        "team": "ap",
+        "agent": "invoice-bot",
+        "attribution_source": "header",
+        "team_source": "header",
+        "agent_source": "header",
     }
 
 
@@ -44,21 +57,35 @@ def test_tags_in_both_forms_and_inside_the_litellm_tags_header(tmp_path):
         header_tags="projA, agent:copy-writer",
     )
     assert got == {
-        "department": "marketing", "team": "content", "agent": "copy-writer",
-        "attribution_source": "tag", "team_source": "tag", "agent_source": "tag",
+        "department": "marketing",
+        "team": "content",
+        "agent": "copy-writer",
+        "attribution_source": "tag",
+        "team_source": "tag",
+        "agent_source": "tag",
     }
 
 
 def test_mapping_by_key_alias_before_team_alias_and_each_dimension_falls_through(tmp_path):
-    got = attribute(tmp_path, key_alias="billing-key", team_alias="data-science", header_agent="bot")
+    got = attribute(
+        tmp_path, key_alias="billing-key", team_alias="data-science", header_agent="bot"
+    )
     assert got == {
-        "department": "finance", "team": "billing", "agent": "bot",
-        "attribution_source": "mapping", "team_source": "mapping", "agent_source": "header",
+        "department": "finance",
+        "team": "billing",
+        "agent": "bot",
+        "attribution_source": "mapping",
+        "team_source": "mapping",
+        "agent_source": "header",
     }
     got = attribute(tmp_path, team_alias="data-science")
     assert got == {
-        "department": "research", "team": "data-science", "agent": "unattributed",
-        "attribution_source": "mapping", "team_source": "team_alias", "agent_source": "unattributed",
+        "department": "research",
+        "team": "data-science",
+        "agent": "unattributed",
+        "attribution_source": "mapping",
+        "team_source": "team_alias",
+        "agent_source": "unattributed",
     }
 
 

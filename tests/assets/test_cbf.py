@@ -158,18 +158,52 @@ def test_cbf_rows_strings_sums_and_order():
     table = spend_table(
         [
             # deliberately unsorted input
-            {"usage_hour": H1, "department": "finance", "team": "ap", "agent": "bot",
-             "cost": Decimal("0.000019999999999999"), "total_tokens": 10, "requests": 2},
-            {"usage_hour": H0, "department": "sales", "team": "emea", "agent": "mailer",
-             "cost": Decimal("1.25"), "total_tokens": 1000, "requests": 1},
-            {"usage_hour": H0, "department": "finance", "team": "ap", "agent": "bot",
-             "cost": Decimal("0"), "total_tokens": 5, "requests": 1},
+            {
+                "usage_hour": H1,
+                "department": "finance",
+                "team": "ap",
+                "agent": "bot",
+                "cost": Decimal("0.000019999999999999"),
+                "total_tokens": 10,
+                "requests": 2,
+            },
+            {
+                "usage_hour": H0,
+                "department": "sales",
+                "team": "emea",
+                "agent": "mailer",
+                "cost": Decimal("1.25"),
+                "total_tokens": 1000,
+                "requests": 1,
+            },
+            {
+                "usage_hour": H0,
+                "department": "finance",
+                "team": "ap",
+                "agent": "bot",
+                "cost": Decimal("0"),
+                "total_tokens": 5,
+                "requests": 1,
+            },
             # values that clean to the same tags as the row above are summed into it
-            {"usage_hour": H0, "department": " finance ", "team": "ap", "agent": "bot\n",
-             "cost": Decimal("0.5"), "total_tokens": 7, "requests": 3},
-            {"usage_hour": H0, "department": None, "team": "", "agent": None,
-             "cost": Decimal("123456789012345678.000000000000000001"), "total_tokens": 1,
-             "requests": 1},
+            {
+                "usage_hour": H0,
+                "department": " finance ",
+                "team": "ap",
+                "agent": "bot\n",
+                "cost": Decimal("0.5"),
+                "total_tokens": 7,
+                "requests": 3,
+            },
+            {
+                "usage_hour": H0,
+                "department": None,
+                "team": "",
+                "agent": None,
+                "cost": Decimal("123456789012345678.000000000000000001"),
+                "total_tokens": 1,
+                "requests": 1,
+            },
         ]
     )
     out = cbf_rows(table)
@@ -205,8 +239,19 @@ def test_cbf_rows_strings_sums_and_order():
 
 def test_cbf_rows_keeps_zero_cost_rows():
     out = cbf_rows(
-        spend_table([{"usage_hour": H0, "department": "d", "team": "t", "agent": "a",
-                      "cost": Decimal(0), "total_tokens": 0, "requests": 1}])
+        spend_table(
+            [
+                {
+                    "usage_hour": H0,
+                    "department": "d",
+                    "team": "t",
+                    "agent": "a",
+                    "cost": Decimal(0),
+                    "total_tokens": 0,
+                    "requests": 1,
+                }
+            ]
+        )
     ).to_pylist()
     assert len(out) == 1 and out[0]["cost/cost"] == "0"
 
@@ -215,8 +260,14 @@ def test_cbf_rows_tags_are_constant_per_resource_id():
     names = ["x", "x/y", "x%2Fy", " x", "x\t", "", None]
     table = spend_table(
         [
-            {"usage_hour": H0 + timedelta(hours=i % 3), "department": d, "team": t, "agent": "a",
-             "cost": Decimal(1), "total_tokens": 1}
+            {
+                "usage_hour": H0 + timedelta(hours=i % 3),
+                "department": d,
+                "team": t,
+                "agent": "a",
+                "cost": Decimal(1),
+                "total_tokens": 1,
+            }
             for i, (d, t) in enumerate(itertools.product(names, repeat=2))
         ]
     )
@@ -233,8 +284,14 @@ def test_cbf_rows_tags_are_constant_per_resource_id():
 
 def test_cbf_rows_is_deterministic_whatever_the_input_order():
     rows = [
-        {"usage_hour": H0 + timedelta(hours=i % 2), "department": f"d{i % 3}", "team": "t",
-         "agent": f"a{i}", "cost": Decimal(i) / 7, "total_tokens": i}
+        {
+            "usage_hour": H0 + timedelta(hours=i % 2),
+            "department": f"d{i % 3}",
+            "team": "t",
+            "agent": f"a{i}",
+            "cost": Decimal(i) / 7,
+            "total_tokens": i,
+        }
         for i in range(20)
     ]
     for r in rows:
@@ -261,10 +318,22 @@ def test_csv_is_byte_deterministic_and_round_trips(tmp_path: Path):
     rows = cbf_rows(
         spend_table(
             [
-                {"usage_hour": H0, "department": 'fin,"ance"', "team": "ap", "agent": "bot",
-                 "cost": Decimal("0.1"), "total_tokens": 3},
-                {"usage_hour": H0, "department": "sales", "team": "émea", "agent": "m",
-                 "cost": Decimal("2"), "total_tokens": 4},
+                {
+                    "usage_hour": H0,
+                    "department": 'fin,"ance"',
+                    "team": "ap",
+                    "agent": "bot",
+                    "cost": Decimal("0.1"),
+                    "total_tokens": 3,
+                },
+                {
+                    "usage_hour": H0,
+                    "department": "sales",
+                    "team": "émea",
+                    "agent": "m",
+                    "cost": Decimal("2"),
+                    "total_tokens": 4,
+                },
             ]
         )
     )

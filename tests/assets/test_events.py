@@ -25,7 +25,10 @@ def test_duplicate_deliveries_collapse_to_one_request():
 
 
 def test_request_id_is_the_key_when_there_is_no_call_id():
-    webhook = raw_table(raw_row("x", litellm_call_id=None, request_id="r1"), raw_row("y", litellm_call_id="", request_id="r1"))
+    webhook = raw_table(
+        raw_row("x", litellm_call_id=None, request_id="r1"),
+        raw_row("y", litellm_call_id="", request_id="r1"),
+    )
     assert list(by_key(build_spend_events(EMPTY, webhook, MAPPING))) == ["r1"]
 
 
@@ -51,7 +54,9 @@ def test_model_and_provider_are_normalised():
     )
     rows = by_key(build_spend_events(EMPTY, webhook, MAPPING))
     assert [(rows[k]["provider"], rows[k]["model"]) for k in "abc"] == [
-        ("openai", "gpt-4o"), ("bedrock", "anthropic.claude-3"), ("azure", "gpt-4o-mini")
+        ("openai", "gpt-4o"),
+        ("bedrock", "anthropic.claude-3"),
+        ("azure", "gpt-4o-mini"),
     ]
     assert rows["c"]["model_group"] == "gpt-mini"
 

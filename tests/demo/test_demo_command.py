@@ -21,7 +21,11 @@ def test_demo_lands_runs_and_summarises(tmp_path, monkeypatch):
     env.pop("CLOUDZERO_API_KEY", None)
     done = subprocess.run(
         [sys.executable, "-m", "demo", "--hours", "3", "--events-per-hour", "40"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
@@ -33,7 +37,9 @@ def test_demo_lands_runs_and_summarises(tmp_path, monkeypatch):
     assert len(list((data / "lake" / "spend_events").glob("date=*/hour=*/part-0.parquet"))) == 3
     assert len(list((data / "cbf").glob("date=*/hour=*/cbf.csv"))) == 3
     assert list((data / "cloudzero" / "dry_run").glob("*/body-0001.json"))
-    events = sum(pq.read_table(f).num_rows for f in (data / "lake" / "spend_events").rglob("*.parquet"))
+    events = sum(
+        pq.read_table(f).num_rows for f in (data / "lake" / "spend_events").rglob("*.parquet")
+    )
     assert events > 0
     # The runs are recorded in the Dagster instance that `make dev` opens.
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))

@@ -32,16 +32,51 @@ END = START + timedelta(hours=HOURS)
 # Top-level keys of the StandardLoggingPayload captured from LiteLLM 1.106.2
 # (shared fixtures generic_api_*), without the long model map detail.
 FIXTURE_KEYS = {
-    "id", "litellm_call_id", "trace_id", "session_id", "call_type", "cache_hit", "stream",
-    "status", "status_fields", "custom_llm_provider", "saved_cache_cost", "startTime",
-    "endTime", "completionStartTime", "response_time", "model", "metadata", "cache_key",
-    "response_cost", "cost_breakdown", "autorouter_savings", "autorouter_savings_estimate",
-    "autorouter_baseline_observation", "total_tokens", "prompt_tokens", "completion_tokens",
-    "request_tags", "request_model_access_groups", "end_user", "api_base", "model_group",
-    "model_id", "requester_ip_address", "user_agent", "messages", "response",
-    "model_parameters", "hidden_params", "model_map_information", "error_str",
-    "error_information", "response_cost_failure_debug_info", "zero_cost_diagnostic",
-    "guardrail_information", "standard_built_in_tools_params",
+    "id",
+    "litellm_call_id",
+    "trace_id",
+    "session_id",
+    "call_type",
+    "cache_hit",
+    "stream",
+    "status",
+    "status_fields",
+    "custom_llm_provider",
+    "saved_cache_cost",
+    "startTime",
+    "endTime",
+    "completionStartTime",
+    "response_time",
+    "model",
+    "metadata",
+    "cache_key",
+    "response_cost",
+    "cost_breakdown",
+    "autorouter_savings",
+    "autorouter_savings_estimate",
+    "autorouter_baseline_observation",
+    "total_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "request_tags",
+    "request_model_access_groups",
+    "end_user",
+    "api_base",
+    "model_group",
+    "model_id",
+    "requester_ip_address",
+    "user_agent",
+    "messages",
+    "response",
+    "model_parameters",
+    "hidden_params",
+    "model_map_information",
+    "error_str",
+    "error_information",
+    "response_cost_failure_debug_info",
+    "zero_cost_diagnostic",
+    "guardrail_information",
+    "standard_built_in_tools_params",
 }
 
 
@@ -142,21 +177,45 @@ def test_both_tag_forms_occur_without_headers(traffic):
 
 def test_expected_attribution_per_rule():
     agent_headers = {"x-department": "finance", "x-team": "ap", "x-agent": "invoice-bot"}
-    assert expected_attribution(agent_headers, ["department:legal"], "billing-service-key",
-                                "data-science") == ("finance", "ap", "invoice-bot", "header")
-    assert expected_attribution({}, ["User-Agent: curl", "x-department: hr", "team:people",
-                                     "agent:onboarder"], None, "sales-ops") == (
-        "hr", "people", "onboarder", "tag")
+    assert expected_attribution(
+        agent_headers, ["department:legal"], "billing-service-key", "data-science"
+    ) == ("finance", "ap", "invoice-bot", "header")
+    assert expected_attribution(
+        {},
+        ["User-Agent: curl", "x-department: hr", "team:people", "agent:onboarder"],
+        None,
+        "sales-ops",
+    ) == ("hr", "people", "onboarder", "tag")
     assert expected_attribution({}, [], "billing-service-key", "finance-ops") == (
-        "finance", "billing", "billing-reconciler", "mapping")
+        "finance",
+        "billing",
+        "billing-reconciler",
+        "mapping",
+    )
     assert expected_attribution({}, [], "ds-notebook-key", "data-science") == (
-        "research", "data-science", UNATTRIBUTED, "mapping")
+        "research",
+        "data-science",
+        UNATTRIBUTED,
+        "mapping",
+    )
     assert expected_attribution({}, [], "ml-batch-key", "data-science") == (
-        "research", "data-science", "batch-scorer", "mapping")
+        "research",
+        "data-science",
+        "batch-scorer",
+        "mapping",
+    )
     assert expected_attribution({}, [], "growth-key", "growth-experiments") == (
-        "growth-experiments", "growth-experiments", UNATTRIBUTED, "team_alias")
+        "growth-experiments",
+        "growth-experiments",
+        UNATTRIBUTED,
+        "team_alias",
+    )
     assert expected_attribution({}, ["User-Agent: curl/8.5.0"], "personal-key-jdoe", None) == (
-        UNATTRIBUTED, UNATTRIBUTED, UNATTRIBUTED, UNATTRIBUTED)
+        UNATTRIBUTED,
+        UNATTRIBUTED,
+        UNATTRIBUTED,
+        UNATTRIBUTED,
+    )
 
 
 def test_mapping_yaml_has_the_documented_shape():

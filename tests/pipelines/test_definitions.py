@@ -11,17 +11,9 @@ import pytest
 from pipelines import definitions
 from pipelines.partitions import hourly_partitions, spend_start_date
 from pipelines.schedules import hourly_spend_schedule, lookback_hours, lookback_window
+from tests import samples
 
-PUBLIC_ASSETS = {
-    "litellm_spend_logs",
-    "litellm_webhook_events",
-    "spend_events",
-    "spend_by_department",
-    "spend_by_team",
-    "spend_by_agent",
-    "cloudzero_cbf",
-    "cloudzero_submission",
-}
+PUBLIC_ASSETS = set(samples.PUBLIC_ASSETS)
 
 
 def asset_graph():
@@ -42,7 +34,10 @@ def test_the_eight_public_assets_are_hourly_single_run_and_described():
 
 def test_partitions_are_utc_hours_from_spend_start_date(monkeypatch):
     assert hourly_partitions.timezone == "UTC"
-    assert hourly_partitions.get_first_partition_key() == f"{datetime.now(timezone.utc).year}-01-01-00:00"
+    assert (
+        hourly_partitions.get_first_partition_key()
+        == f"{datetime.now(timezone.utc).year}-01-01-00:00"
+    )
     monkeypatch.setenv("SPEND_START_DATE", "2025-06-01")
     assert spend_start_date() == "2025-06-01-00:00"
     monkeypatch.setenv("SPEND_START_DATE", "June")
@@ -99,7 +94,10 @@ def test_the_dagster_cli_loads_the_workspace(tmp_path):
     dagster = Path(sys.executable).with_name("dagster")
     done = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=root, capture_output=True, text=True, timeout=300,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=os.environ | {"DAGSTER_HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr[-3000:]

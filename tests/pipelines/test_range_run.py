@@ -15,17 +15,9 @@ from pipelines.definitions import ASSETS, JOBS, resources_from_env
 from pipelines.jobs import partition_range_tags
 from pipelines.partitions import partition_key
 from resources.landing import LandingZone
-from tests.samples import HOUR0
+from tests.samples import HOUR0, LAKE_ASSETS
 
 HOURS = 24
-LAKE_ASSETS = (
-    "litellm_spend_logs",
-    "litellm_webhook_events",
-    "spend_events",
-    "spend_by_department",
-    "spend_by_team",
-    "spend_by_agent",
-)
 TOLERANCE = Decimal("1e-9")
 
 
@@ -37,12 +29,15 @@ def pipeline_run(tmp_path_factory):
     land_traffic(traffic, data_dir)
     mapping = root / "mapping.yaml"
     mapping.write_text(MAPPING_YAML)
-    tags = partition_range_tags(partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=HOURS - 1)))
+    tags = partition_range_tags(
+        partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=HOURS - 1))
+    )
     (root / "dagster_home").mkdir()
     # EnvVar values resolve when a run starts, so the variables stay set through the runs.
-    with pytest.MonkeyPatch.context() as env, dg.instance_for_test(
-        temp_dir=str(root / "dagster_home")
-    ) as instance:
+    with (
+        pytest.MonkeyPatch.context() as env,
+        dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance,
+    ):
         env.setenv("SPEND_DATA_DIR", str(data_dir))
         env.setenv("SPEND_ATTRIBUTION_FILE", str(mapping))
         env.delenv("CLOUDZERO_API_KEY", raising=False)
@@ -61,7 +56,11 @@ def lake_files(data_dir: Path, asset: str) -> list[Path]:
 
 def lake_total(data_dir: Path, asset: str, column: str = "cost"):
     return sum(
-        (v for f in lake_files(data_dir, asset) for v in pq.read_table(f, columns=[column])[column].to_pylist()),
+        (
+            v
+            for f in lake_files(data_dir, asset)
+            for v in pq.read_table(f, columns=[column])[column].to_pylist()
+        ),
         Decimal(0) if column == "cost" else 0,
     )
 
@@ -75,7 +74,11 @@ def test_each_job_is_one_run_materialising_every_hour(pipeline_run):
         for event in result.get_asset_materialization_events():
             mat = event.materialization
             per_asset.setdefault(mat.asset_key.to_user_string(), set()).add(mat.partition)
-        expected = set(LAKE_ASSETS) | {"cloudzero_cbf"} if name == "hourly_spend_job" else {"cloudzero_submission"}
+        expected = (
+            set(LAKE_ASSETS) | {"cloudzero_cbf"}
+            if name == "hourly_spend_job"
+            else {"cloudzero_submission"}
+        )
         assert set(per_asset) == expected
         assert all(len(parts) == HOURS for parts in per_asset.values())
 
@@ -111,9 +114,11 @@ def test_cost_and_requests_reconcile_from_landing_to_cbf(pipeline_run):
     assert sum(pq.read_table(f).num_rows for f in lake_files(data_dir, "spend_events")) == requests
     for asset in LAKE_ASSETS[3:]:
         assert lake_total(data_dir, asset, "requests") == requests
-    assert lake_total(data_dir, "litellm_webhook_events", "total_tokens") > lake_total(
-        data_dir, "spend_events", "total_tokens"
-    ) == traffic.total_tokens
+    assert (
+        lake_total(data_dir, "litellm_webhook_events", "total_tokens")
+        > lake_total(data_dir, "spend_events", "total_tokens")
+        == traffic.total_tokens
+    )
 
 
 def test_duplicates_collapse_and_attribution_matches_the_answer_key(pipeline_run):
@@ -126,7 +131,10 @@ def test_duplicates_collapse_and_attribution_matches_the_answer_key(pipeline_run
     for want in traffic.requests:
         got = by_key[want.request_key]
         assert (got["department"], got["team"], got["agent"], got["attribution_source"]) == (
-            want.department, want.team, want.agent, want.attribution_source
+            want.department,
+            want.team,
+            want.agent,
+            want.attribution_source,
         ), want.channel
         assert got["usage_hour"] == want.hour
         assert got["failed"] == want.failed
@@ -139,7 +147,11 @@ def test_no_prompt_completion_key_or_token_is_written_anywhere(pipeline_run):
         if not path.is_file():
             continue
         # Parquet pages are compressed: search the decoded values, not the bytes.
-        text = str(pq.read_table(path).to_pylist()) if path.suffix == ".parquet" else path.read_bytes().decode("latin-1")
+        text = (
+            str(pq.read_table(path).to_pylist())
+            if path.suffix == ".parquet"
+            else path.read_bytes().decode("latin-1")
+        )
         for marker in (*SECRET_MARKERS, "sk-live", "user_api_key_hash"):
             assert marker not in text, (marker, path)
         checked += 1

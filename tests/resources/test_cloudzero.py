@@ -27,8 +27,17 @@ FEB01_00 = datetime(2025, 2, 1, 0, tzinfo=timezone.utc)
 
 def row(hour: datetime, agent: str, cost: str = "0.25") -> dict[str, str]:
     values = [
-        format_hour(hour), "Usage", "LiteLLM spend: 1 request", "LiteLLM",
-        f"litellm/finance/ap/{agent}", "10", "tokens", cost, "finance", "ap", agent,
+        format_hour(hour),
+        "Usage",
+        "LiteLLM spend: 1 request",
+        "LiteLLM",
+        f"litellm/finance/ap/{agent}",
+        "10",
+        "tokens",
+        cost,
+        "finance",
+        "ap",
+        agent,
     ]
     return dict(zip(CBF_COLUMNS, values, strict=True))
 
@@ -117,9 +126,10 @@ def test_whole_hours_are_packed_together_and_never_split():
     sent = row_keys(r for b in bodies for r in b.rows)
     assert sent == row_keys(r for rs in hours.values() for r in rs)
     # greedy packing: no body could have taken the next hour
-    for a, b in zip(bodies, bodies[1:]):
-        merged = Body(a.month, "replace_hourly", a.hours + b.hours[:1],
-                      a.rows + tuple(hours[b.hours[0]]))
+    for a, b in zip(bodies, bodies[1:], strict=False):
+        merged = Body(
+            a.month, "replace_hourly", a.hours + b.hours[:1], a.rows + tuple(hours[b.hours[0]])
+        )
         assert merged.size > limit
 
 

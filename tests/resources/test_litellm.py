@@ -22,7 +22,14 @@ def test_no_source_configured_is_an_empty_hour_that_says_so():
     [
         ({"database_url": "postgresql://127.0.0.1/litellm"}, "database"),
         ({"proxy_url": "http://127.0.0.1:4000", "master_key": "sk-x"}, "api"),
-        ({"database_url": "postgresql://127.0.0.1/l", "proxy_url": "http://127.0.0.1:4000", "master_key": "k"}, "database"),
+        (
+            {
+                "database_url": "postgresql://127.0.0.1/l",
+                "proxy_url": "http://127.0.0.1:4000",
+                "master_key": "k",
+            },
+            "database",
+        ),
     ],
 )
 def test_a_configured_source_is_never_silently_ignored(settings, source):
