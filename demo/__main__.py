@@ -25,9 +25,7 @@ def prepare_environment(data_dir: Path, first_hour: datetime) -> Path:
     """Embedded defaults, set before the code location is imported (it reads them once)."""
     os.environ.setdefault("SPEND_DATA_DIR", str(data_dir))
     os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve()))
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()  # Dagster's default local instance, stated explicitly
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     # The partitions must cover the window even in the first hours of a new year.
     start = os.getenv("SPEND_START_DATE")
     if (
