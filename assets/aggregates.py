@@ -6,7 +6,7 @@ import pyarrow as pa
 from assets.duck import connect, query_arrow
 from assets.metadata import table_result
 from assets.schemas import AGGREGATE_DIMENSIONS, aggregate_schema
-from pipelines.partitions import hourly_partitions, partition_hours
+from pipelines.partitions import hourly_asset, partition_hours
 from resources.lake import LakeResource
 
 
@@ -31,10 +31,8 @@ def aggregate_spend(events: pa.Table, dimensions: list[str]) -> pa.Table:
 
 
 def _aggregate_asset(name: str, dimensions: list[str]) -> dg.AssetsDefinition:
-    @dg.asset(
+    @hourly_asset(
         name=name,
-        partitions_def=hourly_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=["spend_events"],
         group_name="aggregates",
         kinds={"duckdb", "parquet"},

@@ -6,9 +6,8 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.cbf import cbf_hour_path, cbf_rows, cost_total, read_cbf_csv, write_cbf_csv
-from assets.metadata import cost_total as table_cost
-from assets.metadata import markdown_preview, range_metadata
-from pipelines.partitions import hourly_partitions, partition_hours
+from assets.metadata import markdown_preview, range_metadata, table_cost_total
+from pipelines.partitions import hourly_asset, partition_hours
 from resources.cloudzero import CloudZeroResource, pack_bodies
 from resources.lake import LakeResource, split_by_hour
 
@@ -25,9 +24,7 @@ def reconcile(totals: dict[str, Decimal]) -> None:
         )
 
 
-@dg.asset(
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@hourly_asset(
     deps=list(AGGREGATES),
     group_name="billing",
     kinds={"csv", "cloudzero"},
@@ -36,7 +33,7 @@ def reconcile(totals: dict[str, Decimal]) -> None:
 def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     hours = partition_hours(context)
     aggregates = {name: lake.read_hours(name, hours) for name in AGGREGATES}
-    spend_events_total = table_cost(lake.read_hours("spend_events", hours))
+    spend_events_total = table_cost_total(lake.read_hours("spend_events", hours))
     files, all_rows = [], []
     for hour, part in sorted(
         split_by_hour(aggregates["spend_by_agent"], hours, "usage_hour").items()
@@ -47,7 +44,7 @@ def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     rows = pa.concat_tables(all_rows)
     cbf_total = cost_total(rows.to_pylist())
     totals = {"spend_events": spend_events_total}
-    totals |= {name: table_cost(table) for name, table in aggregates.items()}
+    totals |= {name: table_cost_total(table) for name, table in aggregates.items()}
     totals["cloudzero_cbf"] = cbf_total
     reconcile(totals)
     return dg.MaterializeResult(
@@ -61,9 +58,7 @@ def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     )
 
 
-@dg.asset(
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@hourly_asset(
     deps=["cloudzero_cbf"],
     group_name="billing",
     kinds={"cloudzero"},

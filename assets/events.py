@@ -8,7 +8,7 @@ from assets.attribution import attribution_sql
 from assets.duck import connect, query_arrow
 from assets.metadata import table_result
 from assets.schemas import SPEND_EVENTS_SCHEMA
-from pipelines.partitions import hourly_partitions, partition_hours
+from pipelines.partitions import hourly_asset, partition_hours
 from resources.attribution import AttributionMappingResource
 from resources.lake import LakeResource
 
@@ -96,9 +96,7 @@ def build_spend_events(spend_logs: pa.Table, webhook: pa.Table, mapping: pa.Tabl
     )
 
 
-@dg.asset(
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@hourly_asset(
     deps=["litellm_spend_logs", "litellm_webhook_events"],
     group_name="model",
     kinds={"duckdb", "parquet"},

@@ -6,7 +6,7 @@ import pyarrow as pa
 from assets.duck import connect, query_arrow
 from assets.metadata import table_result
 from assets.schemas import RAW_SPEND_SCHEMA
-from pipelines.partitions import hourly_partitions, partition_hours
+from pipelines.partitions import hourly_asset, partition_hours
 from resources.lake import LakeResource
 from resources.landing import LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
@@ -45,9 +45,7 @@ def webhook_events_table(landing: pa.Table) -> pa.Table:
     return query_arrow(connect(), _WEBHOOK_SQL, RAW_SPEND_SCHEMA, landing=landing)
 
 
-@dg.asset(
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@hourly_asset(
     group_name="ingest",
     kinds={"postgres", "parquet"},
     description="LiteLLM_SpendLogs rows per hour, from LiteLLM's database or REST API.",
@@ -66,9 +64,7 @@ def litellm_spend_logs(
     return table_result(logs.table, hours, files, source=logs.source, source_note=logs.note)
 
 
-@dg.asset(
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+@hourly_asset(
     group_name="ingest",
     kinds={"duckdb", "parquet"},
     description="Webhook events landed by the receiver, one row per delivery, per event hour.",

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 PREVIEW_ROWS = 10
 
 
-def cost_total(table: pa.Table, column: str = "cost") -> Decimal:
+def table_cost_total(table: pa.Table, column: str = "cost") -> Decimal:
     total = pc.sum(table[column]).as_py() if table.num_rows else None
     return total if total is not None else Decimal(0)
 
@@ -59,5 +59,5 @@ def table_result(
         **extra,
     }
     if "cost" in table.column_names:
-        metadata["cost_total"] = dg.MetadataValue.text(str(cost_total(table)))
+        metadata["cost_total"] = dg.MetadataValue.text(str(table_cost_total(table)))
     return dg.MaterializeResult(metadata=metadata)

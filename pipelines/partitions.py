@@ -2,6 +2,7 @@
 
 import os
 from datetime import datetime, timezone
+from functools import partial
 
 import dagster as dg
 
@@ -21,6 +22,12 @@ def spend_start_date() -> str:
 
 hourly_partitions = dg.HourlyPartitionsDefinition(
     start_date=spend_start_date(), timezone="UTC", fmt=PARTITION_FORMAT
+)
+
+
+# Every asset of the pipeline: hourly, and a backfill of any range is one run over it.
+hourly_asset = partial(
+    dg.asset, partitions_def=hourly_partitions, backfill_policy=dg.BackfillPolicy.single_run()
 )
 
 
