@@ -22,18 +22,18 @@ _ONE_PER_KEY = """
 """
 
 _MERGE_SQL = f"""
-WITH keyed AS (
+WITH unioned AS (
     SELECT 'database' AS src, * FROM spend_logs
     UNION ALL BY NAME
     SELECT 'webhook' AS src, * FROM webhook
 ),
-keyed2 AS (
+keyed AS (
     SELECT *, coalesce(nullif(litellm_call_id, ''), nullif(request_id, '')) AS request_key
-    FROM keyed
+    FROM unioned
 ),
-db AS (SELECT * FROM keyed2 WHERE src = 'database' {_ONE_PER_KEY}),
-wh AS (SELECT * FROM keyed2 WHERE src = 'webhook' {_ONE_PER_KEY}),
-deliveries AS (SELECT request_key, count(*) AS deliveries FROM keyed2 GROUP BY request_key),
+db AS (SELECT * FROM keyed WHERE src = 'database' {_ONE_PER_KEY}),
+wh AS (SELECT * FROM keyed WHERE src = 'webhook' {_ONE_PER_KEY}),
+deliveries AS (SELECT request_key, count(*) AS deliveries FROM keyed GROUP BY request_key),
 merged AS (
     SELECT
         coalesce(db.request_key, wh.request_key) AS request_key,
