@@ -21,7 +21,6 @@ import os
 import re
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,8 +33,12 @@ import pyarrow.json as pa_json
 
 from resources.lake import atomic_write, hive_dir
 
+# The attribution headers a landed line can carry (the reader's schema). A deployment may
+# fill one from a differently named request header: see ``attribution_header_map``.
 DEFAULT_ATTRIBUTION_HEADERS = ("x-department", "x-team", "x-agent", "x-litellm-tags")
 MAX_HEADER_VALUE = 256
+# Header names that carry credentials or tracking tokens are never kept, whatever the config.
+_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
 LANDING_DIR = Path("landing") / "litellm_webhook"
 QUARANTINE_DIR = Path("landing") / "_quarantine"
 _WRITER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -117,12 +120,42 @@ def _tokens(payload: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def attribution_header_map(spec: str | Sequence[str] | None = None) -> dict[str, str]:
+    """Which request header fills each landed attribution header.
+
+    ``spec`` lists entries ``name`` (keep request header ``name``) or ``landed=source``
+    (land request header ``source`` as ``landed``), e.g. ``"x-department=x-cost-center,
+    x-team,x-agent"``. Only the four headers the pipeline reads can be landed, and a
+    header that looks like a credential is refused.
+    """
+    if spec is None:
+        return {name: name for name in DEFAULT_ATTRIBUTION_HEADERS}
+    entries = spec.split(",") if isinstance(spec, str) else list(spec)
+    mapping: dict[str, str] = {}
+    for entry in (e.strip().lower() for e in entries):
+        if not entry:
+            continue
+        landed, _, source = (part.strip() for part in entry.partition("="))
+        source = source or landed
+        if landed not in DEFAULT_ATTRIBUTION_HEADERS:
+            raise ValueError(
+                f"cannot land header {landed!r}: the pipeline reads only "
+                f"{', '.join(DEFAULT_ATTRIBUTION_HEADERS)} (use 'landed=source' to rename)"
+            )
+        if _SECRET_HEADER.search(source):
+            raise ValueError(f"refusing to land header {source!r}: it looks like a credential")
+        mapping[landed] = source
+    return mapping
+
+
 def landing_record(
     payload: Any,
     received_at: float,
-    attribution_headers: Sequence[str] = DEFAULT_ATTRIBUTION_HEADERS,
+    header_map: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Validate one StandardLoggingPayload and project it onto the landing allow-list."""
+    if isinstance(payload, InvalidEvent):  # a decoder already knows why it is unusable
+        raise payload
     if not isinstance(payload, Mapping):
         raise InvalidEvent(f"event is a JSON {type(payload).__name__}, not an object")
     request_id, call_id = _text(payload.get("id")), _text(payload.get("litellm_call_id"))
@@ -162,13 +195,16 @@ def landing_record(
         "key_alias": _text(metadata.get("user_api_key_alias")),
         "user_id": _text(metadata.get("user_api_key_user_id")),
         "headers": {
-            name: str(custom[name]).strip()[:MAX_HEADER_VALUE]
-            for name in attribution_headers
-            if custom.get(name) not in (None, "")
+            landed: str(custom[source]).strip()[:MAX_HEADER_VALUE]
+            for landed, source in (header_map or DEFAULT_HEADER_MAP).items()
+            if custom.get(source) not in (None, "")
         },
         "error_class": _text(error.get("error_class")) if isinstance(error, Mapping) else None,
         "received_at": received_at,
     }
+
+
+DEFAULT_HEADER_MAP = attribution_header_map()
 
 
 def event_hour(record: Mapping[str, Any]) -> datetime:
@@ -177,10 +213,55 @@ def event_hour(record: Mapping[str, Any]) -> datetime:
 
 
 @dataclass
+class LandingBatch:
+    """Validated, allow-listed records by event hour, and the rejects with their reasons."""
+
+    by_hour: dict[datetime, list[dict[str, Any]]] = field(default_factory=dict)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    received_at: float = 0.0
+
+    @property
+    def landed(self) -> int:
+        return sum(map(len, self.by_hour.values()))
+
+    @property
+    def quarantined(self) -> int:
+        return len(self.rejects)
+
+    @classmethod
+    def merge(cls, batches: Sequence[LandingBatch]) -> LandingBatch:
+        """One batch holding all of ``batches`` (a group commit writes it as one)."""
+        merged = cls(received_at=max((b.received_at for b in batches), default=0.0))
+        for batch in batches:
+            for hour, records in batch.by_hour.items():
+                merged.by_hour.setdefault(hour, []).extend(records)
+            merged.rejects.extend(batch.rejects)
+        return merged
+
+
+def project_batch(
+    payloads: Iterable[Any],
+    received_at: float | None = None,
+    header_map: Mapping[str, str] | None = None,
+) -> LandingBatch:
+    """Validate and project a batch; an invalid event becomes a reject, never an exception."""
+    batch = LandingBatch(received_at=time.time() if received_at is None else received_at)
+    for index, payload in enumerate(payloads):
+        try:
+            record = landing_record(payload, batch.received_at, header_map)
+        except InvalidEvent as exc:
+            batch.rejects.append(quarantine_entry(payload, index, str(exc), batch.received_at))
+            continue
+        batch.by_hour.setdefault(event_hour(record), []).append(record)
+    return batch
+
+
+@dataclass
 class WriteResult:
     landed: int = 0
     quarantined: int = 0
     files: list[Path] = field(default_factory=list)
+    bytes: int = 0
 
 
 @dataclass
@@ -199,7 +280,28 @@ def _ndjson(lines: Iterable[Mapping[str, Any]]) -> bytes:
     ).encode()
 
 
+def _make_dirs_durably(folder: Path) -> None:
+    """``mkdir -p`` whose new entries survive a power loss (each parent is fsync'd)."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        _fsync_dir(new.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_durably(path: Path, data: bytes) -> None:
+    _make_dirs_durably(path.parent)
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -207,11 +309,7 @@ def _write_durably(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
 
     atomic_write(path, write)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must survive a crash
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)  # the rename itself must survive a crash
 
 
 class LandingZone:
@@ -236,30 +334,26 @@ class LandingZone:
         self,
         payloads: Iterable[Any],
         received_at: float | None = None,
-        attribution_headers: Sequence[str] = DEFAULT_ATTRIBUTION_HEADERS,
+        header_map: Mapping[str, str] | None = None,
     ) -> WriteResult:
         """Land a batch: valid events by event hour, invalid ones to quarantine with the reason."""
-        received_at = time.time() if received_at is None else received_at
-        by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
-        rejects: list[dict[str, Any]] = []
-        for index, payload in enumerate(payloads):
-            try:
-                record = landing_record(payload, received_at, attribution_headers)
-            except InvalidEvent as exc:
-                rejects.append(quarantine_entry(payload, index, str(exc), received_at))
-                continue
-            by_hour[event_hour(record)].append(record)
-        result = WriteResult(landed=sum(map(len, by_hour.values())), quarantined=len(rejects))
-        for hour, records in sorted(by_hour.items()):
-            path = hive_dir(self.root, hour) / self._next_name()
-            _write_durably(path, _ndjson(records))
-            result.files.append(path)
-        if rejects:
-            arrival = datetime.fromtimestamp(received_at, tz=timezone.utc)
-            path = hive_dir(self.quarantine_root, arrival) / self._next_name()
-            _write_durably(path, _ndjson(rejects))
-            result.files.append(path)
+        return self.write_batch(project_batch(payloads, received_at, header_map))
+
+    def write_batch(self, batch: LandingBatch) -> WriteResult:
+        """Publish a projected batch durably: one file per event hour, one for the rejects."""
+        result = WriteResult(landed=batch.landed, quarantined=batch.quarantined)
+        for hour, records in sorted(batch.by_hour.items()):
+            self._publish(hive_dir(self.root, hour), records, result)
+        if batch.rejects:
+            arrival = datetime.fromtimestamp(batch.received_at, tz=timezone.utc)
+            self._publish(hive_dir(self.quarantine_root, arrival), batch.rejects, result)
         return result
+
+    def _publish(self, folder: Path, lines: list[dict[str, Any]], result: WriteResult) -> None:
+        path, data = folder / self._next_name(), _ndjson(lines)
+        _write_durably(path, data)
+        result.files.append(path)
+        result.bytes += len(data)
 
     def hour_files(self, hour: datetime) -> list[Path]:
         folder = hive_dir(self.root, hour)

@@ -1,0 +1,201 @@
+"""The receiver as an ASGI app: ``POST /litellm/callback``, ``GET /healthz``, ``GET /metrics``.
+
+A callback is answered 2xx only after its events are fsync'd in the landing zone, so
+LiteLLM never drops a batch we have not kept. Whatever the body, the answer is a 4xx with
+the reason (the request is refused whole) or a 200 with how many events landed and how
+many went to the quarantine; a 503 means the disk failed and LiteLLM may retry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from receiver.auth import bearer_allowed
+from receiver.commit import GroupCommitter
+from receiver.decode import BadRequest, decode_events, gunzip
+from receiver.metrics import ReceiverMetrics
+from resources.landing import DEFAULT_HEADER_MAP, LandingZone, project_batch
+
+log = logging.getLogger("spend_receiver")
+
+CALLBACK_PATH = "/litellm/callback"
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def default_writer_id() -> str:
+    """Unique per receiver process, so receivers sharing a landing zone never collide."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "receiver"
+    return f"{host}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    data_dir: Path
+    tokens: tuple[bytes, ...]
+    require_auth: bool = True
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    header_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADER_MAP))
+    writer_id: str = field(default_factory=default_writer_id)
+
+    def __post_init__(self) -> None:
+        if self.require_auth and not self.tokens:
+            raise ValueError("authentication is on but no token is configured")
+        if self.max_body_bytes <= 0:
+            raise ValueError("the body limit must be positive")
+
+
+class ReceiverApp:
+    def __init__(self, config: ReceiverConfig) -> None:
+        self.config = config
+        self.metrics = ReceiverMetrics()
+        self.zone = LandingZone(config.data_dir, writer_id=config.writer_id)
+        self.committer = GroupCommitter(self.zone, self.metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        route = (scope["method"], scope["path"])
+        if route == ("POST", CALLBACK_PATH):
+            await self._callback(scope, receive, send)
+        elif route == ("GET", "/healthz"):
+            alive = self.committer.alive()
+            await _respond(send, 200 if alive else 503, {"status": "ok" if alive else "down"})
+        elif route == ("GET", "/metrics"):
+            body = self.metrics.render().encode()
+            await _respond_bytes(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+        elif scope["path"] in (CALLBACK_PATH, "/healthz", "/metrics"):
+            await _respond(send, 405, {"error": f"method {scope['method']} not allowed"})
+        else:
+            await _respond(send, 404, {"error": "not found"})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.committer.start()
+                log.info(
+                    "landing to %s as writer %s; auth %s; body limit %d bytes; headers %s",
+                    self.zone.root,
+                    self.config.writer_id,
+                    f"on ({len(self.config.tokens)} token(s))"
+                    if self.config.require_auth
+                    else "OFF",
+                    self.config.max_body_bytes,
+                    ", ".join(f"{k}<-{v}" for k, v in self.config.header_map.items()),
+                )
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.committer.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, answer = await self._land(scope, receive)
+        except BadRequest as exc:
+            status, answer = exc.status, {"error": exc.reason}
+            self.metrics.rejected[_REJECT_REASONS.get(exc.status, "invalid_body")] += 1
+            log.warning("refused callback from %s: %d %s", _client(scope), exc.status, exc.reason)
+        except _ClientGone:
+            return
+        except Exception as exc:  # the receiver stays up whatever happens
+            status, answer = 500, {"error": "internal error"}
+            # Type and frames only: an exception message could quote the body.
+            log.error(
+                "callback failed: %s\n%s",
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+        self.metrics.requests[status] += 1
+        extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+        await _respond(send, status, answer, extra)
+
+    async def _land(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        headers = dict(scope["headers"])
+        if self.config.require_auth and not bearer_allowed(
+            headers.get(b"authorization"), self.config.tokens
+        ):
+            raise BadRequest(401, "missing or invalid bearer token")
+        limit = self.config.max_body_bytes
+        body = await _read_body(receive, headers, limit)
+        self.metrics.received_bytes += len(body)
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding == b"gzip":
+            body = gunzip(body, limit)
+        elif encoding not in (b"identity", b""):
+            raise BadRequest(415, "unsupported Content-Encoding (use gzip or none)")
+        batch = project_batch(decode_events(body), time.time(), self.config.header_map)
+        try:
+            await self.committer.commit(batch)
+        except OSError as exc:
+            self.metrics.rejected["write_failed"] += 1
+            return 503, {"error": f"landing zone write failed ({exc.strerror}); retry"}
+        self.metrics.events_accepted += batch.landed
+        self.metrics.events_quarantined += batch.quarantined
+        return 200, {"accepted": batch.landed, "quarantined": batch.quarantined}
+
+
+_REJECT_REASONS = {400: "invalid_body", 401: "unauthorized", 413: "too_large", 415: "encoding"}
+
+
+class _ClientGone(Exception):
+    """The client hung up before sending its whole body: there is nobody to answer."""
+
+
+async def _read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"body of {int(declared)} bytes is over the {limit}-byte limit")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"body is over the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+async def _respond(
+    send: Send, status: int, answer: dict[str, Any], extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(answer, separators=(",", ":")).encode()
+    await _respond_bytes(send, status, body, b"application/json", extra)
+
+
+async def _respond_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    extra: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + list(extra)})
+    await send({"type": "http.response.body", "body": body})

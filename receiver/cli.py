@@ -1,0 +1,110 @@
+"""``spend-receiver``: serve the LiteLLM ``generic_api`` callback on uvicorn.
+
+Tokens come from the environment only (``SPEND_WEBHOOK_TOKENS``), never from the command
+line, where ``ps`` would show them to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from receiver.app import DEFAULT_MAX_BODY_BYTES, ReceiverApp, ReceiverConfig, default_writer_id
+from receiver.auth import TOKENS_ENV, parse_tokens
+from resources.landing import attribution_header_map
+
+DEFAULT_PORT = 4012
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="spend-receiver",
+        description="Land LiteLLM generic_api callback events durably in the landing zone.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 4012)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("SPEND_DATA_DIR", "./data"),
+        help="root of the landing zone (default $SPEND_DATA_DIR or ./data)",
+    )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help=f"accept callbacks without a bearer token (otherwise {TOKENS_ENV} is required)",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=DEFAULT_MAX_BODY_BYTES / 2**20,
+        help="largest request body, also after gzip inflation (default 20)",
+    )
+    parser.add_argument(
+        "--attribution-headers",
+        default=os.environ.get("SPEND_ATTRIBUTION_HEADERS"),
+        help="request headers to keep, comma-separated; 'x-department=x-cost-center' lands "
+        "x-cost-center as x-department (default x-department,x-team,x-agent,x-litellm-tags; "
+        "env SPEND_ATTRIBUTION_HEADERS)",
+    )
+    parser.add_argument(
+        "--writer-id",
+        default=None,
+        help="name prefix of this receiver's files (default <hostname>-<pid>)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    return parser.parse_args(argv)
+
+
+def build_app(args: argparse.Namespace, environ: dict[str, str]) -> ReceiverApp:
+    """The receiver, or ``SystemExit`` saying what is wrong with its configuration."""
+    tokens = parse_tokens(environ.get(TOKENS_ENV))
+    if not tokens and not args.no_auth:
+        raise SystemExit(
+            f"spend-receiver: {TOKENS_ENV} is empty. Set it to the bearer token(s) LiteLLM "
+            "sends (comma-separated), or pass --no-auth to accept unauthenticated callbacks."
+        )
+    try:
+        config = ReceiverConfig(
+            data_dir=Path(args.data_dir),
+            tokens=tokens,
+            require_auth=not args.no_auth,
+            max_body_bytes=int(args.max_body_mb * 2**20),
+            header_map=attribution_header_map(args.attribution_headers),
+            writer_id=args.writer_id or default_writer_id(),
+        )
+        return ReceiverApp(config)
+    except ValueError as exc:
+        raise SystemExit(f"spend-receiver: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    app = build_app(args, dict(os.environ))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=30,
+    )
+
+
+if __name__ == "__main__":
+    main()
