@@ -103,6 +103,7 @@ class ReceiverApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.committer.stop()
+                log.info("landing writer stopped after %d commit(s)", self.metrics.commits)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

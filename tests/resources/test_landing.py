@@ -7,10 +7,13 @@ import pytest
 from resources.landing import (
     LANDING_SCHEMA,
     InvalidEvent,
+    LandingBatch,
     LandingZone,
+    attribution_header_map,
     event_hour,
     landing_record,
     parse_landing_lines,
+    project_batch,
 )
 
 NOW = 1795350000.0
@@ -99,3 +102,50 @@ def test_read_of_an_hour_without_files_is_empty(tmp_path):
     read = LandingZone(tmp_path).read_hours([datetime(2026, 1, 1, tzinfo=timezone.utc)])
     assert (read.table.num_rows, read.files) == (0, [])
     assert read.table.schema == LANDING_SCHEMA
+
+
+def test_header_map_defaults_to_the_four_attribution_headers():
+    assert attribution_header_map() == {
+        "x-department": "x-department",
+        "x-team": "x-team",
+        "x-agent": "x-agent",
+        "x-litellm-tags": "x-litellm-tags",
+    }
+
+
+def test_header_map_can_keep_fewer_headers_or_land_one_under_another_name(payloads):
+    mapping = attribution_header_map(" X-Department = x-team , x-agent ")
+    assert mapping == {"x-department": "x-team", "x-agent": "x-agent"}
+    record = landing_record(payloads[0], NOW, mapping)
+    assert record["headers"] == {"x-department": "team-1", "x-agent": "invoice-bot"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("x-cost-center", "cannot land header 'x-cost-center'"),
+        ("x-team=x-session-token", "looks like a credential"),
+        ("x-agent=authorization", "looks like a credential"),
+        ("x-agent=x-api-key", "looks like a credential"),
+    ],
+)
+def test_header_map_refuses_unknown_names_and_credentials(spec, reason):
+    with pytest.raises(ValueError, match=reason):
+        attribution_header_map(spec)
+
+
+def test_a_decoder_rejection_is_quarantined_with_its_reason_at_its_index(payloads):
+    batch = project_batch([payloads[0], InvalidEvent("NDJSON line 2: bad"), payloads[1]], NOW)
+    assert batch.landed == 2
+    assert batch.rejects == [{"index": 1, "reason": "NDJSON line 2: bad", "received_at": NOW}]
+
+
+def test_merged_batches_write_one_file_per_hour(tmp_path, payloads):
+    late = payloads[1] | {"startTime": payloads[1]["startTime"] - 7200}
+    first = project_batch([payloads[0], late], NOW)
+    second = project_batch([payloads[2], {"id": "no start"}], NOW + 1)
+    merged = LandingBatch.merge([first, second])
+    assert (merged.landed, merged.quarantined, merged.received_at) == (3, 1, NOW + 1)
+    result = LandingZone(tmp_path).write_batch(merged)
+    assert len(result.files) == 3  # two event hours and one quarantine file
+    assert result.bytes == sum(f.stat().st_size for f in result.files)

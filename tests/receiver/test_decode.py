@@ -1,0 +1,83 @@
+import gzip
+import json
+
+import pytest
+
+from receiver.decode import BadRequest, decode_events, gunzip
+from resources.landing import InvalidEvent
+from tests.samples import LITELLM_FIXTURES
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (LITELLM_FIXTURES / name).read_bytes()
+
+
+def test_json_array_ndjson_and_single_bodies_decode_to_their_events():
+    array = decode_events(fixture_bytes("generic_api_json_array_batch.json"))
+    ndjson = decode_events(fixture_bytes("generic_api_ndjson_batch.ndjson"))
+    single = decode_events(fixture_bytes("generic_api_failure_event.json"))
+    assert [len(array), len(ndjson), len(single)] == [3, 3, 1]
+    assert all(isinstance(e, dict) and e["id"] for e in array + ndjson + single)
+
+
+def test_ndjson_as_litellm_sends_it_without_a_trailing_newline():
+    events = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
+    body = "\n".join(json.dumps(e) for e in events).encode()
+    assert decode_events(body) == events
+
+
+def test_a_bad_ndjson_line_becomes_an_invalid_event_at_its_place():
+    body = b'{"id": "a"}\n{"id": "b", \n{"id": "c"}\n'
+    events = decode_events(body)
+    assert events[0] == {"id": "a"} and events[2] == {"id": "c"}
+    assert isinstance(events[1], InvalidEvent)
+    assert str(events[1]).startswith("NDJSON line 2: invalid JSON")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty body"),
+        (b"  \n ", "empty body"),
+        (b'[{"id": "a"},', "invalid JSON: Expecting value at line 1 column 14"),
+        (b'"just a string"', "body is a JSON str"),
+        (b"42", "body is a JSON int"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b"9" * 5000, "Exceeds the limit"),
+        (b"{not json\n{nor this", "no line of the NDJSON body is a JSON object"),
+    ],
+)
+def test_bodies_with_no_usable_json_are_refused_with_the_reason(body, reason):
+    with pytest.raises(BadRequest) as refused:
+        decode_events(body)
+    assert refused.value.status == 400
+    assert reason in refused.value.reason
+
+
+def test_a_refusal_never_quotes_the_body():
+    secret = "sk-live-do-not-log"
+    with pytest.raises(BadRequest) as refused:
+        decode_events(f'[{{"messages": "{secret}"'.encode())
+    assert secret not in refused.value.reason
+
+
+def test_gunzip_inflates_within_the_limit():
+    body = fixture_bytes("generic_api_json_array_batch.json")
+    assert gunzip(gzip.compress(body), limit=len(body)) == body
+
+
+def test_gunzip_refuses_a_bomb_past_the_limit_without_inflating_it():
+    bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")
+    assert len(bomb) < 100_000
+    with pytest.raises(BadRequest) as refused:
+        gunzip(bomb, limit=1_000_000)
+    assert refused.value.status == 413
+
+
+@pytest.mark.parametrize("body", [b"not gzip at all", gzip.compress(b"[1, 2, 3]")[:-9]])
+def test_gunzip_refuses_corrupt_or_truncated_gzip(body):
+    with pytest.raises(BadRequest) as refused:
+        gunzip(body, limit=1_000_000)
+    assert refused.value.status == 400
+    assert "invalid gzip body" in refused.value.reason

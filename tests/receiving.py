@@ -1,0 +1,85 @@
+"""A real ``spend-receiver`` process on 127.0.0.1 for tests and benchmarks."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+SPEND_RECEIVER = Path(sys.executable).parent / "spend-receiver"
+TOKENS = ("rx-token-current-5f1c", "rx-token-next-9a2e")  # two, as during a rotation
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ReceiverProcess:
+    """``spend-receiver`` started on a free loopback port, its log kept in ``log_path``."""
+
+    def __init__(self, data_dir: Path, *args: str, tokens: tuple[str, ...] = TOKENS) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.callback_url = f"{self.url}/litellm/callback"
+        self.log_path = self.data_dir.parent / f"receiver-{self.port}.log"
+        self.args = ["--port", str(self.port), "--data-dir", str(self.data_dir), *args]
+        self.env = {**os.environ, "SPEND_WEBHOOK_TOKENS": ",".join(tokens)}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS[0]}"}
+
+    def start(self, timeout: float = 20.0) -> "ReceiverProcess":
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            [str(SPEND_RECEIVER), *self.args], stdout=log, stderr=subprocess.STDOUT, env=self.env
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"spend-receiver exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise TimeoutError(f"spend-receiver not healthy within {timeout}s")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (graceful) and wait; returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a receiver must survive without losing acknowledged events."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def metrics(self) -> dict[str, float]:
+        """The unlabelled and labelled samples of ``/metrics`` by their full name."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
+
+    def __enter__(self) -> "ReceiverProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
