@@ -67,9 +67,9 @@ def decode_events(body: bytes) -> list[Any]:
     try:
         document = _loads(stripped)
     except ValueError as exc:
-        # NDJSON is objects, one per line; anything else that fails to parse is just bad.
-        if stripped.startswith("{") and "\n" in stripped:
-            return _decode_ndjson(stripped)
+        # Several lines that are not one document: NDJSON, whose bad lines are only events.
+        if "\n" in stripped:
+            return _decode_ndjson(stripped, _json_error(exc))
         raise BadRequest(400, _json_error(exc)) from None
     if isinstance(document, list):
         return document
@@ -78,7 +78,7 @@ def decode_events(body: bytes) -> list[Any]:
     raise BadRequest(400, f"body is a JSON {type(document).__name__}, expected an array or object")
 
 
-def _decode_ndjson(text: str) -> list[Any]:
+def _decode_ndjson(text: str, document_error: str) -> list[Any]:
     events: list[Any] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -88,5 +88,5 @@ def _decode_ndjson(text: str) -> list[Any]:
         except ValueError as exc:
             events.append(InvalidEvent(f"NDJSON line {number}: {_json_error(exc)}"))
     if not any(isinstance(event, dict) for event in events):
-        raise BadRequest(400, f"no line of the NDJSON body is a JSON object ({events[0]})")
+        raise BadRequest(400, f"{document_error}, and no line of it is a JSON object")
     return events

@@ -83,27 +83,49 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+# Epoch seconds LiteLLM could plausibly send. Outside it an event has no usable hour
+# (a millisecond epoch lands here too), so it is quarantined instead of filed in year 5138.
+EPOCH_RANGE = (946_684_800.0, 4_102_444_800.0)  # 2000-01-01 .. 2100-01-01 UTC
+MAX_TOKENS = 2**63 - 1  # the lake's int64
+MAX_COST = 1_000_000.0  # USD for one request: above it the number is broken, not spend
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None if it is not a JSON number that fits one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _epoch(payload: Mapping[str, Any], key: str, required: bool) -> float | None:
     value = payload.get(key)
     if value is None:
         if required:
             raise InvalidEvent(f"missing {key}")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    seconds = _finite(value)
+    if seconds is None:
         raise InvalidEvent(f"{key} is not a finite epoch number: {type(value).__name__}")
-    if value <= 0:
-        raise InvalidEvent(f"{key} is not a positive epoch: {value}")
-    return float(value)
+    if not EPOCH_RANGE[0] <= seconds < EPOCH_RANGE[1]:
+        raise InvalidEvent(f"{key} is not epoch seconds between 2000 and 2100: {seconds:g}")
+    return seconds
 
 
 def _cost(value: Any) -> str:
     if value is None:
         return "0.0"
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    cost = _finite(value)
+    if cost is None:
         raise InvalidEvent(f"response_cost is not a finite number: {type(value).__name__}")
-    if value < 0:
-        raise InvalidEvent(f"response_cost is negative: {value!r}")
-    return repr(float(value))
+    if cost < 0:
+        raise InvalidEvent(f"response_cost is negative: {cost!r}")
+    if cost > MAX_COST:
+        raise InvalidEvent(f"response_cost is implausibly large: {cost:g}")
+    return repr(cost)
 
 
 def _tokens(payload: Mapping[str, Any], key: str) -> int:
@@ -117,6 +139,8 @@ def _tokens(payload: Mapping[str, Any], key: str) -> int:
             raise InvalidEvent(f"{key} is not an integer: {value!r}")
     if value < 0:
         raise InvalidEvent(f"{key} is negative: {value}")
+    if value > MAX_TOKENS:
+        raise InvalidEvent(f"{key} is too large for int64 ({len(str(value))} digits)")
     return value
 
 

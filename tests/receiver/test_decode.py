@@ -45,7 +45,8 @@ def test_a_bad_ndjson_line_becomes_an_invalid_event_at_its_place():
         (b"\xff\xfe", "not UTF-8"),
         (b"[" * 100_000, "nested too deeply"),
         (b"9" * 5000, "Exceeds the limit"),
-        (b"{not json\n{nor this", "no line of the NDJSON body is a JSON object"),
+        (b"{not json\n{nor this", "and no line of it is a JSON object"),
+        (b'[{\n"id": 1,\n', "Expecting property name enclosed in double quotes at line 2"),
     ],
 )
 def test_bodies_with_no_usable_json_are_refused_with_the_reason(body, reason):

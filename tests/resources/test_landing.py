@@ -55,6 +55,12 @@ def test_tracking_headers_are_not_kept(payloads):
         ({"response_cost": -1.0}, "response_cost is negative"),
         ({"prompt_tokens": -3}, "prompt_tokens is negative"),
         ({"total_tokens": 1.5}, "total_tokens is not an integer"),
+        ({"total_tokens": 10**30}, "total_tokens is too large for int64 \\(31 digits\\)"),
+        ({"startTime": 1.7e12}, "startTime is not epoch seconds between 2000 and 2100"),
+        ({"startTime": 10**400}, "startTime is not a finite epoch number: int"),
+        ({"endTime": -1}, "endTime is not epoch seconds between 2000 and 2100: -1"),
+        ({"response_cost": 10**400}, "response_cost is not a finite number: int"),
+        ({"response_cost": 1e300}, "response_cost is implausibly large: 1e\\+300"),
     ],
 )
 def test_invalid_events_say_why(payloads, change, reason):
