@@ -12,7 +12,9 @@ import json
 import zlib
 from typing import Any
 
-from resources.landing import InvalidEvent
+import msgspec
+
+from resources.landing import PAYLOAD_FIELDS, InvalidEvent
 
 
 class BadRequest(Exception):
@@ -52,11 +54,39 @@ def _loads(text: str) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+# Decodes only PAYLOAD_FIELDS of each event and skips the rest unbuilt, which makes a
+# LiteLLM body about three times faster to decode than with ``json.loads``. It accepts
+# strictly less than ``json.loads`` (no NaN, no lone surrogates, no out-of-range floats,
+# no non-object events), and anything it refuses takes the general path below.
+_Fields = msgspec.defstruct(
+    "Fields", [(name, Any, msgspec.UNSET) for name in PAYLOAD_FIELDS], gc=False
+)
+_EVENTS = msgspec.json.Decoder(list[_Fields] | _Fields)
+
+
+def _as_dict(fields: Any) -> dict[str, Any]:
+    """The event's fields that were present, as ``json.loads`` would have given them."""
+    return {
+        name: value
+        for name in PAYLOAD_FIELDS
+        if (value := getattr(fields, name)) is not msgspec.UNSET
+    }
+
+
 def decode_events(body: bytes) -> list[Any]:
     """The events of a body; an unparseable NDJSON line becomes an ``InvalidEvent``.
 
     Raises ``BadRequest`` (400) when the body holds no JSON object.
     """
+    try:
+        document = _EVENTS.decode(body)
+    except msgspec.DecodeError:
+        return decode_events_stdlib(body)
+    return [_as_dict(f) for f in document] if isinstance(document, list) else [_as_dict(document)]
+
+
+def decode_events_stdlib(body: bytes) -> list[Any]:
+    """Every body ``json.loads`` can read, and the reason for the rest."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -84,9 +114,19 @@ def _decode_ndjson(text: str, document_error: str) -> list[Any]:
         if not line.strip():
             continue
         try:
-            events.append(_loads(line))
+            events.append(_decode_line(line))
         except ValueError as exc:
             events.append(InvalidEvent(f"NDJSON line {number}: {_json_error(exc)}"))
     if not any(isinstance(event, dict) for event in events):
         raise BadRequest(400, f"{document_error}, and no line of it is a JSON object")
     return events
+
+
+_EVENT = msgspec.json.Decoder(_Fields)
+
+
+def _decode_line(line: str) -> Any:
+    try:
+        return _as_dict(_EVENT.decode(line))
+    except msgspec.DecodeError:
+        return _loads(line)

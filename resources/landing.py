@@ -77,10 +77,16 @@ class InvalidEvent(ValueError):
     """An event that cannot be landed; the message is the quarantine reason."""
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else str(value)
+def _text(value: Any, name: str) -> str | None:
+    """A text field; a number is taken as its text, an object or list is refused (it could
+    carry content, and its repr is no id or name)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and value.bit_length() > 64:
+        raise InvalidEvent(f"{name} is an integer of {value.bit_length()} bits, not text")
+    if isinstance(value, int | float):  # bool included
+        return str(value)
+    raise InvalidEvent(f"{name} is a JSON {type(value).__name__}, not text")
 
 
 # Epoch seconds LiteLLM could plausibly send. Outside it an event has no usable hour
@@ -172,6 +178,29 @@ def attribution_header_map(spec: str | Sequence[str] | None = None) -> dict[str,
     return mapping
 
 
+# Every top-level field of a StandardLoggingPayload that ``landing_record`` reads: a decoder
+# may skip the rest (prompts, responses, model_map_information: most of an event's bytes).
+PAYLOAD_FIELDS = (
+    "id",
+    "litellm_call_id",
+    "call_type",
+    "status",
+    "startTime",
+    "endTime",
+    "model",
+    "model_group",
+    "custom_llm_provider",
+    "response_cost",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cache_hit",
+    "request_tags",
+    "metadata",
+    "error_information",
+)
+
+
 def landing_record(
     payload: Any,
     received_at: float,
@@ -182,7 +211,8 @@ def landing_record(
         raise payload
     if not isinstance(payload, Mapping):
         raise InvalidEvent(f"event is a JSON {type(payload).__name__}, not an object")
-    request_id, call_id = _text(payload.get("id")), _text(payload.get("litellm_call_id"))
+    request_id = _text(payload.get("id"), "id")
+    call_id = _text(payload.get("litellm_call_id"), "litellm_call_id")
     if not request_id and not call_id:
         raise InvalidEvent("missing id and litellm_call_id")
     start = _epoch(payload, "startTime", required=True)
@@ -199,13 +229,13 @@ def landing_record(
     return {
         "request_id": request_id,
         "litellm_call_id": call_id,
-        "call_type": _text(payload.get("call_type")),
-        "status": _text(payload.get("status")) or "success",
+        "call_type": _text(payload.get("call_type"), "call_type"),
+        "status": _text(payload.get("status"), "status") or "success",
         "start_time": start,
         "end_time": end if end is not None else start,
-        "model": _text(payload.get("model")),
-        "model_group": _text(payload.get("model_group")),
-        "custom_llm_provider": _text(payload.get("custom_llm_provider")),
+        "model": _text(payload.get("model"), "model"),
+        "model_group": _text(payload.get("model_group"), "model_group"),
+        "custom_llm_provider": _text(payload.get("custom_llm_provider"), "custom_llm_provider"),
         "response_cost": _cost(payload.get("response_cost")),
         "prompt_tokens": _tokens(payload, "prompt_tokens"),
         "completion_tokens": _tokens(payload, "completion_tokens"),
@@ -213,17 +243,23 @@ def landing_record(
         "cache_hit": payload.get("cache_hit")
         if isinstance(payload.get("cache_hit"), bool)
         else None,
-        "request_tags": [str(t) for t in tags],
-        "team_id": _text(metadata.get("user_api_key_team_id") or metadata.get("team_id")),
-        "team_alias": _text(metadata.get("user_api_key_team_alias") or metadata.get("team_alias")),
-        "key_alias": _text(metadata.get("user_api_key_alias")),
-        "user_id": _text(metadata.get("user_api_key_user_id")),
+        "request_tags": [_text(t, "a request tag") for t in tags if t is not None],
+        "team_id": _text(
+            metadata.get("user_api_key_team_id") or metadata.get("team_id"), "team_id"
+        ),
+        "team_alias": _text(
+            metadata.get("user_api_key_team_alias") or metadata.get("team_alias"), "team_alias"
+        ),
+        "key_alias": _text(metadata.get("user_api_key_alias"), "key_alias"),
+        "user_id": _text(metadata.get("user_api_key_user_id"), "user_id"),
         "headers": {
-            landed: str(custom[source]).strip()[:MAX_HEADER_VALUE]
+            landed: _text(custom[source], f"header {source}").strip()[:MAX_HEADER_VALUE]
             for landed, source in (header_map or DEFAULT_HEADER_MAP).items()
             if custom.get(source) not in (None, "")
         },
-        "error_class": _text(error.get("error_class")) if isinstance(error, Mapping) else None,
+        "error_class": _text(error.get("error_class"), "error_class")
+        if isinstance(error, Mapping)
+        else None,
         "received_at": received_at,
     }
 
@@ -401,8 +437,8 @@ class LandingZone:
 def quarantine_entry(payload: Any, index: int, reason: str, received_at: float) -> dict[str, Any]:
     """Where a rejected event was and why, with its ids only: its body may hold content."""
     ids = {}
-    if isinstance(payload, Mapping):
-        ids = {k: _text(payload.get(k)) for k in ("id", "litellm_call_id") if payload.get(k)}
+    if isinstance(payload, Mapping):  # text ids only: whatever else is there may be the problem
+        ids = {k: v for k in ("id", "litellm_call_id") if isinstance(v := payload.get(k), str)}
     return {"index": index, "reason": reason, "received_at": received_at, **ids}
 
 

@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets.ingest import webhook_events_table
-from resources.landing import InvalidEvent, LandingZone, event_hour, landing_record
+from receiver.decode import BadRequest, decode_events, decode_events_stdlib
+from resources.landing import (
+    PAYLOAD_FIELDS,
+    InvalidEvent,
+    LandingZone,
+    event_hour,
+    landing_record,
+    project_batch,
+)
 from tests.receiving import ReceiverProcess
 from tests.samples import captured_payloads
 
@@ -145,6 +153,40 @@ def test_valid_events_land_whatever_surrounds_them(receiver, batch, log_format, 
     assert {e["id"] for e in valid} <= set(read.table["request_id"].to_pylist())
     # whatever the receiver landed, the pipeline's first transform takes
     assert webhook_events_table(read.table).num_rows == read.table.num_rows
+
+
+class RecordingDict(dict):
+    """A payload that notes which of its fields are read."""
+
+    read: set[str] = set()
+
+    def get(self, key, default=None):
+        RecordingDict.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        RecordingDict.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_landing_record_reads_only_the_fields_the_fast_decoder_keeps():
+    for payload in TEMPLATES:
+        landing_record(RecordingDict(payload), 0.0)
+    assert RecordingDict.read and RecordingDict.read <= set(PAYLOAD_FIELDS)
+
+
+@FUZZ
+@given(events=st.lists(mutated_event(), max_size=6), single=st.booleans())
+def test_the_fast_decoder_lands_exactly_what_json_loads_would(events, single):
+    body = json.dumps(events[0] if single and events else events).encode()
+    try:
+        general = project_batch(decode_events_stdlib(body), 1.0)
+    except BadRequest as refused:
+        with pytest.raises(BadRequest) as also_refused:
+            decode_events(body)
+        assert also_refused.value.reason == refused.reason
+        return
+    assert project_batch(decode_events(body), 1.0) == general
 
 
 def test_the_receiver_is_still_healthy_after_the_fuzzing(receiver):

@@ -61,6 +61,9 @@ def test_tracking_headers_are_not_kept(payloads):
         ({"endTime": -1}, "endTime is not epoch seconds between 2000 and 2100: -1"),
         ({"response_cost": 10**400}, "response_cost is not a finite number: int"),
         ({"response_cost": 1e300}, "response_cost is implausibly large: 1e\\+300"),
+        ({"model": {"prompt": "x"}}, "model is a JSON dict, not text"),
+        ({"id": 10**30}, "id is an integer of 100 bits, not text"),
+        ({"request_tags": ["ok", ["nested"]]}, "a request tag is a JSON list, not text"),
     ],
 )
 def test_invalid_events_say_why(payloads, change, reason):
