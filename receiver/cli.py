@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -92,16 +93,21 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    serve(app, args.host, args.port, args.log_level)
+
+
+def serve(app: Any, host: str, port: int, log_level: str = "info") -> None:
+    """Serve an ASGI app the receiver's way (the throughput benchmark's baseline uses it too)."""
     uvicorn.run(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
         access_log=False,
         server_header=False,
-        log_level=args.log_level,
+        log_level=log_level,
         timeout_graceful_shutdown=30,
     )
 
