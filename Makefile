@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Dagster's local instance for the demo and `make dev`, kept inside the checkout.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: demo test dev venv clean
+.PHONY: demo test dev bench venv clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+# Recorded benchmarks; run on an otherwise idle machine.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.receiver_throughput --output benchmarks/results/receiver_throughput.md
 
 clean:
 	rm -rf $(VENV) data .dagster

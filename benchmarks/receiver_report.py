@@ -1,0 +1,210 @@
+"""What each run of the receiver benchmark measured, and the Markdown report of all runs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from benchmarks.load import PhaseResult
+from benchmarks.machine import CoresBusy
+
+if TYPE_CHECKING:  # the benchmark module imports this one
+    from benchmarks.receiver_throughput import BenchmarkBodies
+
+TARGET_EVENTS_PER_SECOND = 6_000
+
+
+@dataclass(frozen=True)
+class CommitSummary:
+    """The receiver's group commits during the measured phase, from ``/metrics``."""
+
+    commits: int
+    commit_seconds: float
+    events: int
+    requests: int
+
+    @property
+    def mean_commit_ms(self) -> float:
+        return self.commit_seconds / self.commits * 1000 if self.commits else math.nan
+
+    @property
+    def events_per_commit(self) -> float:
+        return self.events / self.commits if self.commits else math.nan
+
+    @property
+    def requests_per_commit(self) -> float:
+        return self.requests / self.commits if self.commits else math.nan
+
+
+def commit_summary(before: dict[str, float], after: dict[str, float]) -> CommitSummary:
+    """What happened between two ``/metrics`` samples."""
+
+    def grown(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    return CommitSummary(
+        commits=round(grown("spend_receiver_commits_total")),
+        commit_seconds=grown("spend_receiver_commit_seconds_sum"),
+        events=round(grown("spend_receiver_events_accepted_total")),
+        requests=round(grown('spend_receiver_requests_total{code="200"}')),
+    )
+
+
+@dataclass
+class ServerRun:
+    """One server's measured phase in one round; the receiver's also says what it landed."""
+
+    server: str
+    round: int
+    measured: PhaseResult
+    cores: CoresBusy  # under test: the server; benchmark: the load generator
+    commits: CommitSummary | None = None
+    landed_events: int | None = None
+
+
+@dataclass(frozen=True)
+class Medians:
+    """One server's medians over its rounds (errors are summed: every one matters)."""
+
+    events_per_second: float
+    requests_per_second: float
+    megabytes_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @classmethod
+    def of(cls, runs: Sequence[ServerRun]) -> Medians:
+        def median(values: list[float]) -> float:
+            return statistics.median(values) if values else math.nan
+
+        phases = [run.measured for run in runs]
+        return cls(
+            events_per_second=median([p.events_per_second for p in phases]),
+            requests_per_second=median([p.requests_per_second for p in phases]),
+            megabytes_per_second=median([p.megabytes_per_second for p in phases]),
+            p50_ms=median([p.p50_ms for p in phases]),
+            p99_ms=median([p.p99_ms for p in phases]),
+            errors=sum(p.error_count for p in phases),
+        )
+
+
+EXPLANATION = """\
+Each request is a LiteLLM `generic_api` `json_array` body of {batch} real-shaped events
+(copies of the captured LiteLLM 1.106.2 payloads in
+`tests/fixtures/litellm/generic_api_json_array_batch.json`, each with its own `id`,
+`litellm_call_id` and a `startTime` in {hour}; {bodies} distinct bodies of {body_mb:.1f} MB
+on average, serialised before the clock starts). A load generator in the benchmark process
+keeps {concurrency} keep-alive connections busy on 127.0.0.1, for a {warmup:g} s warm-up that
+is not counted and then a measured phase of {seconds:g} s (or {max_requests} requests,
+whichever ends first). **events/s** is the sum of `accepted` in the receiver's 200 answers
+(for the baseline: the events of its 200-answered requests) over the measured phase; the
+receiver answers only after the events are written and fsync'd. The **baseline** is an ASGI
+app on the same stack (uvicorn, uvloop, httptools, no access log) that reads the whole body
+and answers 200, so the ratio shows what parsing, projection and the durable write cost on
+top of moving the bytes. Baseline and receiver alternate for {rounds} round(s); medians are
+over rounds. After every receiver run the landing zone is read back with
+`LandingZone.read_hours` and must hold exactly the acknowledged events. *server cores* is the
+server process's CPU time over the measured phase, *client cores* that of the load
+generator, which shares the machine, and *other cores* whatever else kept the machine busy
+meanwhile (other processes, kernel work): a run with much of it was not alone.
+
+To reproduce, run the command at the end from the checkout root (after `make test` or
+`make venv` has built `.venv/`) on an otherwise idle machine; `--output FILE` writes this
+report, and `--rounds 1 --seconds 3 --warmup-seconds 1` makes a 20-second smoke check."""
+
+
+def _fmt(value: float, digits: int = 0) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _run_row(run: ServerRun) -> str:
+    m = run.measured
+    cells = [
+        run.server,
+        str(run.round),
+        _fmt(m.events_per_second),
+        _fmt(m.requests_per_second, 1),
+        _fmt(m.megabytes_per_second, 1),
+        _fmt(m.p50_ms, 1),
+        _fmt(m.p99_ms, 1),
+        str(m.ok_requests),
+        str(m.error_count) + (f" ({dict(m.errors)})" if m.errors else ""),
+        _fmt(run.cores.under_test, 2),
+        _fmt(run.cores.benchmark, 2),
+        _fmt(run.cores.rest, 2),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_report(
+    runs: Sequence[ServerRun],
+    options: argparse.Namespace,
+    bodies: BenchmarkBodies,
+    machine: dict[str, str],
+    command: str,
+) -> str:
+    by_server = {name: [r for r in runs if r.server == name] for name in ("baseline", "receiver")}
+    medians = {name: Medians.of(group) for name, group in by_server.items()}
+    receiver_rate = medians["receiver"].events_per_second
+    baseline_rate = medians["baseline"].events_per_second
+    ratio = receiver_rate / baseline_rate if baseline_rate else math.nan
+    verdict = "met" if receiver_rate >= TARGET_EVENTS_PER_SECOND else "**missed**"
+    lines = [
+        "# spend-receiver throughput",
+        "",
+        f"Receiver: **{_fmt(receiver_rate)} events/s** (median of {len(by_server['receiver'])}), "
+        f"baseline {_fmt(baseline_rate)} events/s, ratio receiver/baseline **{_fmt(ratio, 3)}**. "
+        f"Target ≥ {TARGET_EVENTS_PER_SECOND:,} events/s: {verdict}.",
+        "",
+        "## Medians over rounds",
+        "",
+        "| server | events/s | requests/s | MB/s | p50 ms | p99 ms | errors (all rounds) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in medians.items():
+        lines.append(
+            f"| {name} | {_fmt(m.events_per_second)} | {_fmt(m.requests_per_second, 1)} "
+            f"| {_fmt(m.megabytes_per_second, 1)} | {_fmt(m.p50_ms, 1)} | {_fmt(m.p99_ms, 1)} "
+            f"| {m.errors} |"
+        )
+    lines += [
+        "",
+        "## Every run (measured phase)",
+        "",
+        "| server | round | events/s | requests/s | MB/s | p50 ms | p99 ms | requests "
+        "| errors | server cores | client cores | other cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(_run_row(run) for run in runs),
+        "",
+        "## Receiver group commits (measured phase, from `/metrics`)",
+        "",
+        "| round | commits | mean commit ms | events/commit | requests/commit | landed (whole run, verified) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in by_server["receiver"]:
+        c = run.commits
+        lines.append(
+            f"| {run.round} | {c.commits} | {_fmt(c.mean_commit_ms, 2)} "
+            f"| {_fmt(c.events_per_commit, 0)} | {_fmt(c.requests_per_commit, 2)} "
+            f"| {run.landed_events:,} |"
+        )
+    explanation = EXPLANATION.format(
+        batch=bodies.events_per_body,
+        hour=bodies.hour.strftime("%Y-%m-%d %H:00 UTC"),
+        bodies=len(bodies.bodies),
+        body_mb=bodies.mean_body_bytes / 1e6,
+        concurrency=options.concurrency,
+        warmup=options.warmup_seconds,
+        seconds=options.seconds,
+        max_requests=options.max_requests,
+        rounds=options.rounds,
+    )
+    lines += ["", "## What is measured", "", explanation, "", "## Machine", ""]
+    lines += [f"- {key}: {value}" for key, value in machine.items()]
+    lines += ["", "## Command", "", "```sh", command, "```", ""]
+    return "\n".join(lines)

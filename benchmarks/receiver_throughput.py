@@ -1,0 +1,308 @@
+"""Sustained throughput of ``spend-receiver`` against a read-the-body-and-answer-200 baseline.
+
+Both servers run as separate processes on 127.0.0.1 on the same stack (uvicorn, uvloop,
+httptools, no access log). A bounded load generator (one keep-alive connection per worker
+thread) posts pre-serialised ``json_array`` bodies of real-shaped LiteLLM events, built
+from the captured LiteLLM 1.106.2 payloads, first for a warm-up that is not measured, then
+for the measured phase. Baseline and receiver alternate for several rounds in one
+invocation; the report gives each run and the medians, and the ratio receiver/baseline.
+
+After every receiver run the landing zone is read back and must hold exactly the events
+the receiver acknowledged (fsync is on, the data dir is on the checkout's disk by default).
+
+    .venv/bin/python -m benchmarks.receiver_throughput --output benchmarks/results/receiver_throughput.md
+    .venv/bin/python -m benchmarks.receiver_throughput --rounds 1 --seconds 2 --warmup-seconds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import REPO_ROOT  # noqa: E402
+from benchmarks.baseline_server import BaselineProcess  # noqa: E402
+from benchmarks.load import KeepAliveClient, PhaseResult, Target, run_phase  # noqa: E402
+from benchmarks.machine import CoresBusy, cores_busy, describe_machine, in_memory, sample_cpu  # noqa: E402
+from benchmarks.receiver_report import ServerRun, commit_summary, render_report  # noqa: E402
+from receiver.app import CALLBACK_PATH  # noqa: E402
+from resources.landing import LandingZone  # noqa: E402
+from tests.receiving import ReceiverProcess  # noqa: E402
+from tests.samples import LITELLM_FIXTURES  # noqa: E402
+
+TEMPLATE_FILE = LITELLM_FIXTURES / "generic_api_json_array_batch.json"
+BODY_SEED = 20261123  # fixed, so every run posts the same bytes
+JSON_HEADERS = {"Content-Type": "application/json"}
+SERVER_STACK = {"server stack": ("uvicorn", "uvloop", "httptools")}
+CODE_UNDER_TEST = ("receiver", "resources")
+
+
+# --- request bodies -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchmarkBodies:
+    """Pre-serialised ``json_array`` bodies and what the landing zone should hold of them."""
+
+    bodies: list[bytes]
+    events_per_body: int
+    call_ids: frozenset[str]
+    hour: datetime
+
+    @property
+    def mean_body_bytes(self) -> float:
+        return statistics.fmean(map(len, self.bodies))
+
+
+def load_templates(path: Path = TEMPLATE_FILE) -> list[dict]:
+    """The captured StandardLoggingPayloads the benchmark events are copies of."""
+    return json.loads(path.read_text())
+
+
+def last_full_hour(now: datetime) -> datetime:
+    """The UTC hour before the current one: recent, closed, and fixed for the whole run."""
+    hour = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return hour - timedelta(hours=1)
+
+
+def real_shaped_event(
+    template: dict, body_index: int, position: int, hour: datetime, rng: random.Random
+) -> dict:
+    """A copy of a captured payload with its own ids and a start time inside ``hour``."""
+    start = hour.timestamp() + rng.uniform(0, 3590)  # leaves room for the captured duration
+    shift = start - template["startTime"]
+    event = dict(template)  # only top-level keys change, so a shallow copy is enough
+    event["id"] = f"chatcmpl-bench-{body_index:03d}-{position:05d}"
+    event["litellm_call_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    for key in ("startTime", "endTime", "completionStartTime"):
+        if isinstance(template.get(key), int | float):
+            event[key] = template[key] + shift
+    return event
+
+
+def build_bodies(
+    templates: Sequence[dict], body_count: int, batch_size: int, hour: datetime
+) -> BenchmarkBodies:
+    """``body_count`` distinct bodies of ``batch_size`` events, serialised as LiteLLM does."""
+    rng = random.Random(BODY_SEED)
+    bodies, call_ids = [], set()
+    for body_index in range(body_count):
+        events = [
+            real_shaped_event(templates[i % len(templates)], body_index, i, hour, rng)
+            for i in range(batch_size)
+        ]
+        call_ids.update(e["litellm_call_id"] for e in events)
+        # json.dumps' default separators are what LiteLLM's generic_api logger sends.
+        bodies.append(json.dumps(events).encode())
+    return BenchmarkBodies(bodies, batch_size, frozenset(call_ids), hour)
+
+
+# --- landing verification -------------------------------------------------------------
+
+
+class LandingMismatch(RuntimeError):
+    """The landing zone does not hold what the receiver acknowledged."""
+
+
+def verify_landing(
+    data_dir: Path, bodies: BenchmarkBodies, acknowledged: int, unanswered: int
+) -> int:
+    """The number of landed events, or ``LandingMismatch`` if it is not what was acknowledged."""
+    read = LandingZone(data_dir).read_hours([bodies.hour])
+    landed = read.table.num_rows
+    problems = []
+    if landed < acknowledged:
+        problems.append(f"only {landed} of {acknowledged} acknowledged events landed")
+    # A request cut off after its commit lands unacknowledged events; without one, no excess.
+    if landed > acknowledged and unanswered == 0:
+        problems.append(f"{landed} events landed but only {acknowledged} were acknowledged")
+    if read.torn_bytes or read.malformed:
+        problems.append(f"{read.torn_bytes} torn bytes, {len(read.malformed)} malformed lines")
+    strangers = set(read.table.column("litellm_call_id").to_pylist()) - bodies.call_ids
+    if strangers:
+        problems.append(f"{len(strangers)} landed call ids were never sent")
+    if problems:
+        raise LandingMismatch(f"landing zone {data_dir}: " + "; ".join(problems))
+    return landed
+
+
+# --- the two servers' runs ------------------------------------------------------------
+
+
+def stopped_cleanly(exit_code: int) -> bool:
+    """uvicorn ends a graceful SIGTERM shutdown by re-raising the signal, or with 0."""
+    return exit_code in (0, -signal.SIGTERM)
+
+
+@contextmanager
+def _clients(target: Target, concurrency: int) -> Iterator[list[KeepAliveClient]]:
+    clients = [KeepAliveClient(target) for _ in range(concurrency)]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _phase(
+    clients: list[KeepAliveClient], bodies: BenchmarkBodies, seconds: float, max_requests: int
+) -> PhaseResult:
+    return run_phase(clients, bodies.bodies, bodies.events_per_body, seconds, max_requests)
+
+
+def _measured_phase(
+    clients: list[KeepAliveClient],
+    server_pid: int,
+    bodies: BenchmarkBodies,
+    options: argparse.Namespace,
+) -> tuple[PhaseResult, CoresBusy]:
+    """The measured phase, and how many cores the server and the rest kept busy during it."""
+    before = sample_cpu(server_pid)
+    measured = _phase(clients, bodies, options.seconds, options.max_requests)
+    after = sample_cpu(server_pid)
+    return measured, cores_busy(before, after, measured.elapsed, measured.client_cpu_seconds)
+
+
+def run_baseline(
+    round_number: int, options: argparse.Namespace, bodies: BenchmarkBodies
+) -> ServerRun:
+    run_dir = Path(tempfile.mkdtemp(prefix="baseline-", dir=options.work_dir))
+    server = BaselineProcess(run_dir / "baseline.log")
+    try:
+        server.start()
+        target = Target(server.port, CALLBACK_PATH, JSON_HEADERS, reports_accepted=False)
+        with _clients(target, options.concurrency) as clients:
+            _phase(clients, bodies, options.warmup_seconds, options.max_requests)
+            measured, cores = _measured_phase(clients, server.process.pid, bodies, options)
+        if not stopped_cleanly(server.stop()):
+            raise RuntimeError(f"baseline server did not stop cleanly; log: {server.log_path}")
+    finally:
+        server.kill()
+    shutil.rmtree(run_dir)
+    return ServerRun("baseline", round_number, measured, cores)
+
+
+def run_receiver(
+    round_number: int, options: argparse.Namespace, bodies: BenchmarkBodies
+) -> ServerRun:
+    run_dir = Path(tempfile.mkdtemp(prefix="receiver-", dir=options.work_dir))
+    data_dir = run_dir / "data"
+    receiver = ReceiverProcess(data_dir)  # its log goes next to data_dir
+    try:
+        receiver.start()
+        headers = {**JSON_HEADERS, **receiver.auth}
+        target = Target(receiver.port, CALLBACK_PATH, headers, reports_accepted=True)
+        with _clients(target, options.concurrency) as clients:
+            warmup = _phase(clients, bodies, options.warmup_seconds, options.max_requests)
+            before = receiver.metrics()
+            measured, cores = _measured_phase(clients, receiver.process.pid, bodies, options)
+            after = receiver.metrics()
+        if not stopped_cleanly(receiver.stop()):
+            raise RuntimeError(f"spend-receiver did not stop cleanly; log: {receiver.log_path}")
+        if warmup.quarantined or measured.quarantined:
+            raise LandingMismatch("the receiver quarantined benchmark events: bodies are wrong")
+        landed = verify_landing(
+            data_dir,
+            bodies,
+            acknowledged=warmup.events + measured.events,
+            unanswered=warmup.unanswered + measured.unanswered,
+        )
+    except BaseException:
+        print(f"receiver data and log kept in {run_dir}", file=sys.stderr)
+        raise
+    finally:
+        receiver.kill()
+    if not options.keep_data:
+        shutil.rmtree(run_dir)
+    commits = commit_summary(before, after)
+    return ServerRun("receiver", round_number, measured, cores, commits, landed)
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Accepted events/s of spend-receiver (fsync on) against a baseline server."
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="baseline+receiver pairs (3)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured phase (15 s)")
+    parser.add_argument("--warmup-seconds", type=float, default=3.0, help="uncounted (3 s)")
+    parser.add_argument("--max-requests", type=int, default=10_000, help="per phase (10000)")
+    parser.add_argument("--concurrency", type=int, default=4, help="connections (4)")
+    parser.add_argument("--batch-size", type=int, default=512, help="events per body (512)")
+    parser.add_argument("--bodies", type=int, default=4, help="distinct bodies (4)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO_ROOT / "data" / "benchmarks",
+        help="where the landing zones go; must be a real disk for fsync to count "
+        "(default data/benchmarks in the checkout)",
+    )
+    parser.add_argument("--keep-data", action="store_true", help="keep the landing zones")
+    parser.add_argument("--output", type=Path, help="also write the Markdown report here")
+    options = parser.parse_args(argv)
+    for name in ("rounds", "max_requests", "concurrency", "batch_size", "bodies"):
+        if getattr(options, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if options.seconds <= 0 or options.warmup_seconds < 0:
+        parser.error("--seconds must be positive and --warmup-seconds not negative")
+    return options
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    options.work_dir.mkdir(parents=True, exist_ok=True)
+    machine = describe_machine(options.work_dir, SERVER_STACK, CODE_UNDER_TEST)
+    if in_memory(options.work_dir):
+        _progress("WARNING: the work dir is in memory; fsync is not real. Use --work-dir.")
+    hour = last_full_hour(datetime.now(timezone.utc))
+    bodies = build_bodies(load_templates(), options.bodies, options.batch_size, hour)
+    _progress(
+        f"{len(bodies.bodies)} bodies of {options.batch_size} events, "
+        f"{bodies.mean_body_bytes / 1e6:.1f} MB each; events in {hour:%Y-%m-%d %H:00} UTC"
+    )
+    runs = []
+    try:
+        for round_number in range(1, options.rounds + 1):
+            for run_server in (run_baseline, run_receiver):
+                run = run_server(round_number, options, bodies)
+                runs.append(run)
+                _progress(
+                    f"round {round_number} {run.server}: "
+                    f"{run.measured.events_per_second:,.0f} events/s, "
+                    f"p50 {run.measured.p50_ms:.1f} ms, p99 {run.measured.p99_ms:.1f} ms, "
+                    f"{run.measured.error_count} errors"
+                )
+    except LandingMismatch as exc:
+        _progress(f"FAILED: {exc}")
+        return 1
+    report = render_report(runs, options, bodies, machine, shlex.join(sys.orig_argv))
+    print(report)
+    if options.output:
+        options.output.parent.mkdir(parents=True, exist_ok=True)
+        options.output.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
