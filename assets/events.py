@@ -27,9 +27,25 @@ WITH unioned AS (
     UNION ALL BY NAME
     SELECT 'webhook' AS src, * FROM webhook
 ),
-keyed AS (
-    SELECT *, coalesce(nullif(litellm_call_id, ''), nullif(request_id, '')) AS request_key
+-- A database row without a call id (older LiteLLM rows) takes the call id the webhook
+-- sent with the same request id, if that id names exactly one call: otherwise one request
+-- could be keyed by call id in one source and by request id in the other, and count twice.
+webhook_call_ids AS (
+    SELECT request_id, any_value(litellm_call_id) AS litellm_call_id
     FROM unioned
+    WHERE src = 'webhook' AND nullif(request_id, '') IS NOT NULL
+      AND nullif(litellm_call_id, '') IS NOT NULL
+    GROUP BY request_id
+    HAVING count(DISTINCT litellm_call_id) = 1
+),
+keyed AS (
+    SELECT
+        u.*,
+        coalesce(nullif(u.litellm_call_id, ''), w.litellm_call_id, nullif(u.request_id, ''))
+            AS request_key
+    FROM unioned AS u
+    LEFT JOIN webhook_call_ids AS w
+        ON nullif(u.litellm_call_id, '') IS NULL AND u.request_id = w.request_id
 ),
 db AS (SELECT * FROM keyed WHERE src = 'database' {_ONE_PER_KEY}),
 wh AS (SELECT * FROM keyed WHERE src = 'webhook' {_ONE_PER_KEY}),

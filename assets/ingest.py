@@ -45,6 +45,47 @@ def webhook_events_table(landing: pa.Table) -> pa.Table:
     return query_arrow(connect(), _WEBHOOK_SQL, RAW_SPEND_SCHEMA, landing=landing)
 
 
+# LiteLLM's known data defects, counted so they are visible; spend_events still counts
+# every request once (call id first, request id as fallback).
+_DEFECTS_SQL = """
+SELECT
+    count(*) FILTER (WHERE nullif(request_id, '') IS NULL) AS missing_request_id,
+    count(*) FILTER (WHERE nullif(litellm_call_id, '') IS NULL) AS missing_call_id,
+    count(*) - count(DISTINCT coalesce(nullif(litellm_call_id, ''), nullif(request_id, '')))
+        AS duplicate_rows,
+    (SELECT count(*) FROM (
+        SELECT request_id FROM logs WHERE nullif(request_id, '') IS NOT NULL
+        GROUP BY request_id HAVING count(DISTINCT litellm_call_id) > 1
+    )) AS colliding_request_ids,
+    count(*) FILTER (WHERE cost = 0 AND total_tokens > 0 AND status = 'success')
+        AS zero_cost_with_tokens,
+    coalesce(list_sort(list_distinct(
+        list(model) FILTER (WHERE cost = 0 AND total_tokens > 0 AND status = 'success')
+    )), []) AS zero_cost_models
+FROM logs
+"""
+
+
+_DEFECTS_SCHEMA = pa.schema(
+    [
+        (name, pa.int64())
+        for name in (
+            "missing_request_id",
+            "missing_call_id",
+            "duplicate_rows",
+            "colliding_request_ids",
+            "zero_cost_with_tokens",
+        )
+    ]
+    + [("zero_cost_models", pa.list_(pa.string()))]
+)
+
+
+def spend_log_defects(logs: pa.Table) -> dict:
+    """Counts of LiteLLM's known spend-log defects in raw spend rows."""
+    return query_arrow(connect(), _DEFECTS_SQL, _DEFECTS_SCHEMA, logs=logs).to_pylist()[0]
+
+
 @hourly_asset(
     group_name="ingest",
     kinds={"postgres", "parquet"},
@@ -60,8 +101,19 @@ def litellm_spend_logs(
     logs = litellm.fetch_spend_logs(window.start, window.end)
     if logs.source == "none":
         context.log.warning(logs.note)
+    defects = spend_log_defects(logs.table)
+    if any(defects.values()):
+        context.log.warning(f"LiteLLM spend-log defects (all rows kept): {defects}")
     files = lake.write_hours("litellm_spend_logs", logs.table, hours)
-    return table_result(logs.table, hours, files, source=logs.source, source_note=logs.note)
+    return table_result(
+        logs.table,
+        hours,
+        files,
+        source=logs.source,
+        source_note=logs.note,
+        **{f"defects/{name}": value for name, value in defects.items()},
+        **logs.details,
+    )
 
 
 @hourly_asset(

@@ -71,3 +71,20 @@ def test_failures_and_latency():
 def test_empty_inputs_give_an_empty_table_of_the_schema():
     events = build_spend_events(EMPTY, EMPTY, MAPPING)
     assert events.num_rows == 0 and events.schema == SPEND_EVENTS_SCHEMA
+
+
+def test_a_database_row_without_call_id_meets_its_webhook_delivery_by_request_id():
+    db = raw_table(raw_row("ignored", litellm_call_id=None, request_id="chatcmpl-1", cost="0.3"))
+    webhook = raw_table(raw_row("call-1", request_id="chatcmpl-1", header_department="finance"))
+    rows = by_key(build_spend_events(db, webhook, MAPPING))
+    assert list(rows) == ["call-1"]
+    assert rows["call-1"]["source"] == "both" and rows["call-1"]["cost"] == Decimal("0.3")
+    assert rows["call-1"]["department"] == "finance"
+
+
+def test_a_request_id_naming_two_calls_is_not_used_to_join():
+    # Two requests share a request id (a LiteLLM defect); a database row without call id
+    # cannot be told apart, so it stays its own request rather than be merged with either.
+    db = raw_table(raw_row("ignored", litellm_call_id=None, request_id="dup", cost="0.3"))
+    webhook = raw_table(raw_row("c1", request_id="dup"), raw_row("c2", request_id="dup"))
+    assert sorted(by_key(build_spend_events(db, webhook, MAPPING))) == ["c1", "c2", "dup"]
