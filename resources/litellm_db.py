@@ -1,0 +1,122 @@
+"""Read ``"LiteLLM_SpendLogs"`` from LiteLLM's own PostgreSQL, Arrow-native, without disturbing it.
+
+One query per run covers the whole partition range. It selects allow-listed columns only
+(never ``messages``, ``response``, ``proxy_server_request``; of ``metadata`` just three
+values, extracted by the server), and arrives as Arrow through the ADBC PostgreSQL driver,
+which reads PostgreSQL's binary COPY stream: no Python object per row.
+
+LiteLLM's database serves live traffic, so the session is read-only, each statement has a
+time limit, and a lock that is not granted at once (a migration holding the table) makes
+the read fail fast instead of queueing and stalling LiteLLM's own writers behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import adbc_driver_postgresql.dbapi as adbc_pg
+import pyarrow as pa
+
+from resources.spend_logs import SPEND_LOG_SCHEMA
+
+SPEND_LOGS_SQL = """
+SELECT
+    request_id,
+    litellm_call_id,
+    call_type,
+    status,
+    "startTime" AS start_time,
+    "endTime" AS end_time,
+    model,
+    model_group,
+    custom_llm_provider,
+    spend,
+    prompt_tokens::int8 AS prompt_tokens,
+    completion_tokens::int8 AS completion_tokens,
+    total_tokens::int8 AS total_tokens,
+    request_tags::text AS request_tags,
+    team_id,
+    metadata ->> 'user_api_key_alias' AS key_alias,
+    metadata ->> 'user_api_key_team_alias' AS team_alias,
+    coalesce(nullif("user", ''), metadata ->> 'user_api_key_user_id') AS user_id
+FROM "LiteLLM_SpendLogs"
+WHERE "startTime" >= $1 AND "startTime" < $2
+"""
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Server-side settings of the reading session (libpq ``options``)."""
+
+    statement_timeout_s: int = 300
+    lock_timeout_s: int = 5
+    application_name: str = "litellm-cloudzero-spend"
+
+    def options(self) -> str:
+        return " ".join(
+            [
+                "-c default_transaction_read_only=on",
+                f"-c statement_timeout={self.statement_timeout_s * 1000}",
+                f"-c lock_timeout={self.lock_timeout_s * 1000}",
+                f"-c idle_in_transaction_session_timeout={self.statement_timeout_s * 1000}",
+            ]
+        )
+
+
+class SpendLogsDatabaseError(RuntimeError):
+    """The database could not be read; the message names the server, never the password."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def libpq_url(database_url: str, limits: SessionLimits) -> str:
+    """LiteLLM's ``DATABASE_URL`` as a libpq URI carrying the session limits.
+
+    LiteLLM's URL is Prisma's: its ``schema`` parameter is not libpq's, so it becomes the
+    session's ``search_path``; other parameters (``sslmode``…) pass through.
+    """
+    parts = urlsplit(database_url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SpendLogsDatabaseError(
+            f"LITELLM_DATABASE_URL must be a postgresql:// URL, not {parts.scheme or 'empty'}://"
+        )
+    params = dict(parse_qsl(parts.query))
+    options = limits.options()
+    if schema := params.pop("schema", None):
+        options += f" -c search_path={schema}"
+    params.pop("connection_limit", None)  # Prisma's pool size, unknown to libpq
+    params.pop("pool_timeout", None)
+    params["options"] = options
+    params["application_name"] = limits.application_name
+    return urlunsplit(parts._replace(query=urlencode(params, quote_via=quote)))
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    # "startTime" is timestamp without time zone holding UTC.
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def read_spend_logs(
+    database_url: str, start: datetime, end: datetime, limits: SessionLimits | None = None
+) -> pa.Table:
+    """Every spend-log row with ``start <= "startTime" < end``, as ``SPEND_LOG_SCHEMA``."""
+    uri = libpq_url(database_url, limits or SessionLimits())
+    try:
+        with adbc_pg.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
+            cursor.execute(SPEND_LOGS_SQL, (_utc_naive(start), _utc_naive(end)))
+            table = cursor.fetch_arrow_table()
+    except adbc_pg.Error as exc:
+        detail = str(exc).replace(database_url, redact(database_url)).splitlines()[0][:300]
+        raise SpendLogsDatabaseError(
+            f"reading LiteLLM_SpendLogs from {redact(database_url)} failed: {detail}"
+        ) from None
+    return table.cast(SPEND_LOG_SCHEMA)
