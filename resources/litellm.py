@@ -1,28 +1,39 @@
-"""LiteLLM's own spend logs: its Postgres table or its REST API."""
+"""LiteLLM's own spend logs as a Dagster resource: its Postgres table or its REST API.
+
+With both configured the database wins: it is the complete record and the cheaper read.
+With neither, the hour is empty and the asset's metadata says why: spend then comes from
+webhook landings only.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 
 from assets.schemas import RAW_SPEND_SCHEMA
+from resources.litellm_api import LiteLLMApiError, fetch_spend_logs_api
+from resources.litellm_db import SessionLimits, SpendLogsDatabaseError, read_spend_logs
+from resources.spend_logs import raw_spend_from_logs
 
 NOT_CONFIGURED = (
     "no LiteLLM spend-log source configured: set LITELLM_DATABASE_URL, or LITELLM_PROXY_URL "
     "and LITELLM_MASTER_KEY; spend comes from webhook landings only"
 )
+BOTH_CONFIGURED = "LITELLM_DATABASE_URL and LITELLM_PROXY_URL are both set: the database wins"
 
 
 @dataclass(frozen=True)
 class SpendLogs:
-    """Rows of ``RAW_SPEND_SCHEMA`` for ``[start, end)`` and where they came from."""
+    """Rows of ``RAW_SPEND_SCHEMA`` for ``[start, end)``, where they came from, and how."""
 
     table: pa.Table
     source: str
     note: str
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class LiteLLMSpendLogsResource(dg.ConfigurableResource):
@@ -31,6 +42,7 @@ class LiteLLMSpendLogsResource(dg.ConfigurableResource):
     database_url: str | None = None
     proxy_url: str | None = None
     master_key: str | None = None
+    statement_timeout_seconds: int = 300
 
     @property
     def source(self) -> str:
@@ -43,11 +55,18 @@ class LiteLLMSpendLogsResource(dg.ConfigurableResource):
     def fetch_spend_logs(self, start: datetime, end: datetime) -> SpendLogs:
         if self.source == "none":
             return SpendLogs(RAW_SPEND_SCHEMA.empty_table(), "none", NOT_CONFIGURED)
-        # Refuse rather than silently under-report spend a user expects to be read.
-        raise dg.Failure(
-            description=(
-                f"LiteLLM {self.source} source is configured but this version reads spend from "
-                "webhook landings only; unset LITELLM_DATABASE_URL / LITELLM_PROXY_URL to run "
-                f"without it (window {start:%Y-%m-%dT%H}Z..{end:%Y-%m-%dT%H}Z)"
-            )
+        try:
+            if self.source == "database":
+                limits = SessionLimits(statement_timeout_s=self.statement_timeout_seconds)
+                logs = read_spend_logs(self.database_url, start, end, limits)
+                note = BOTH_CONFIGURED if self.proxy_url else "read from LITELLM_DATABASE_URL"
+                return SpendLogs(raw_spend_from_logs(logs), "database", note)
+            fetched = fetch_spend_logs_api(self.proxy_url, self.master_key, start, end)
+        except (SpendLogsDatabaseError, LiteLLMApiError) as exc:
+            raise dg.Failure(description=str(exc)) from None
+        return SpendLogs(
+            raw_spend_from_logs(fetched.table),
+            "api",
+            "read from LITELLM_PROXY_URL /spend/logs/v2",
+            fetched.metadata(),
         )

@@ -1,0 +1,640 @@
+"""Read LiteLLM's spend logs through its REST API, ``GET /spend/logs/v2`` (LiteLLM 1.106.2).
+
+What the endpoint does, and what this reader does about it:
+
+- ``start_date`` / ``end_date`` are ``'YYYY-MM-DD HH:MM:SS'`` in UTC and both *inclusive*
+  on ``"startTime"`` (a millisecond timestamp). A window ``[start, end)`` is asked for as
+  ``[start, end]`` in whole seconds, and the rows are filtered to ``start <= startTime <
+  end`` here, so a row at exactly ``end`` goes to the next window only.
+- Paging is ``LIMIT page_size OFFSET (page - 1) * page_size``, ``page_size`` at most 1000,
+  ordered by ``"startTime"`` alone. ``total`` counts at most 10,000 rows
+  (``total_is_capped`` says so), so pages are read until ``data`` is empty, never until
+  ``total``. Equal ``startTime`` values have no fixed order between two page queries, and a
+  row written while the pages are read shifts the offsets: a row may come twice (dropped
+  here, counted) or not at all. When ``total`` is exact (below the cap), fewer distinct rows
+  than ``total`` means one was skipped, and the window is read again.
+- ``metadata`` arrives as an object (or, unhydrated, as JSON text) holding the key hash,
+  model price maps and, with some settings, request bodies. Only three values are taken
+  from it, while decoding: fields not named in ``_Row`` / ``_Metadata`` are skipped by the
+  decoder without ever being built. ``request_tags`` is JSONB that ``query_raw`` leaves as
+  JSON text; it is normalised to the JSON text of a list of strings either way.
+- Errors are LiteLLM ``ProxyException`` bodies, ``{"error": {"message", "type", "param",
+  "code"}}``, or FastAPI's ``{"detail": ...}`` (422 for ``page_size`` above 1000). A 401
+  message echoes the key's last four characters and its hash; both are removed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import msgspec
+import pyarrow as pa
+
+from resources.spend_logs import SPEND_LOG_SCHEMA
+
+log = logging.getLogger(__name__)
+
+SPEND_LOGS_PATH = "/spend/logs/v2"
+MAX_PAGE_SIZE = 1000  # fastapi.Query(le=1000): larger is a 422
+TOTAL_COUNT_CAP = 10_000  # SPEND_LOGS_PAGINATION_COUNT_CAP
+API_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# A page of 1000 rows is a count query plus an OFFSET query on a live table: seconds at
+# worst, so a minute without an answer means the proxy or its database is stuck.
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# Offset paging over one UTC hour (see _windows); at 1000 rows a page this allows a
+# million rows in an hour before the reader gives up and says so.
+DEFAULT_WINDOW = timedelta(hours=1)
+DEFAULT_MAX_PAGES_PER_WINDOW = 1000
+# Reads of one window while fewer distinct rows than its exact total have arrived.
+DEFAULT_MAX_READS_PER_WINDOW = 3
+# The whole fetch: a 30-day backfill is ~750 windows, minutes to an hour or two.
+DEFAULT_TIME_LIMIT_S = 6 * 3600.0
+ERROR_TEXT_CHARS = 300
+
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+class LiteLLMApiError(RuntimeError):
+    """The proxy could not be read; the message names the URL and status, never the key."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one request is retried on 429, 5xx, timeouts and connection errors."""
+
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5  # doubles per attempt: 0.5, 1, 2, 4, 8 s (with jitter)
+    backoff_max_s: float = 30.0
+    retry_after_max_s: float = 60.0  # a 429's Retry-After is honoured up to this
+    max_elapsed_s: float = 180.0  # no retry starts later than this after the first attempt
+
+    def backoff_s(self, retry_number: int) -> float:
+        """Exponential backoff with jitter, so parallel readers do not retry in step."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (retry_number - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True)
+class ApiSpendLogs:
+    """``SPEND_LOG_SCHEMA`` rows with ``start <= start_time < end``, and how they were read."""
+
+    table: pa.Table
+    windows: int
+    pages: int
+    rows_received: int  # every row of every page, repeats included
+    rows_outside_window: int  # the API's inclusive end, and sub-second edges
+    duplicate_rows: int  # same (request_id, litellm_call_id) again: paging shifts, re-reads
+    retries: int
+    window_rereads: int  # a window read again because a row was skipped
+    windows_total_capped: int  # windows over 10,000 rows: completeness not checkable
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain values for the asset's metadata; ``rows_received`` is the sum of the rest."""
+        return {
+            "api_endpoint": SPEND_LOGS_PATH,
+            "api_rows": self.table.num_rows,
+            "api_windows": self.windows,
+            "api_pages": self.pages,
+            "api_rows_received": self.rows_received,
+            "api_rows_outside_window": self.rows_outside_window,
+            "api_duplicate_rows": self.duplicate_rows,
+            "api_retries": self.retries,
+            "api_window_rereads": self.window_rereads,
+            "api_windows_total_capped": self.windows_total_capped,
+        }
+
+
+# --- the response, decoded to the allow-listed fields only ---------------------------
+
+
+class _Metadata(msgspec.Struct, gc=False):
+    # Any: a value that is not a string (LiteLLM never writes one) must not fail the page.
+    user_api_key_alias: Any = None
+    user_api_key_team_alias: Any = None
+    user_api_key_user_id: Any = None
+
+
+class _Row(msgspec.Struct, gc=False, rename={"start_time": "startTime", "end_time": "endTime"}):
+    request_id: str
+    start_time: datetime
+    end_time: datetime | None = None
+    litellm_call_id: str | None = None
+    call_type: str | None = None
+    status: str | None = None
+    model: str | None = None
+    model_group: str | None = None
+    custom_llm_provider: str | None = None
+    spend: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    request_tags: list | str | None = None
+    team_id: str | None = None
+    user: str | None = None
+    metadata: _Metadata | str | None = None
+
+
+class _Page(msgspec.Struct, gc=False):
+    data: list[_Row]
+    total: int | None = None
+    total_is_capped: bool | None = None
+
+
+# strict=False: a token count sent as 12.0, or a number as text, is still that number.
+_PAGE_DECODER = msgspec.json.Decoder(_Page, strict=False)
+_METADATA_DECODER = msgspec.json.Decoder(_Metadata, strict=False)
+
+
+# --- public entry point --------------------------------------------------------------
+
+
+def fetch_spend_logs_api(
+    proxy_url: str,
+    master_key: str,
+    start: datetime,
+    end: datetime,
+    *,
+    client: httpx.Client | None = None,
+    page_size: int = MAX_PAGE_SIZE,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    retry: RetryPolicy | None = None,
+    window: timedelta = DEFAULT_WINDOW,
+    max_pages_per_window: int = DEFAULT_MAX_PAGES_PER_WINDOW,
+    max_reads_per_window: int = DEFAULT_MAX_READS_PER_WINDOW,
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+) -> ApiSpendLogs:
+    """Every spend-log row with ``start <= "startTime" < end`` from ``proxy_url``.
+
+    Naive datetimes are UTC, as in LiteLLM's database. ``client`` (e.g. one with custom
+    TLS settings) is used as given, with ``timeout`` applied per request; otherwise a
+    client is made and closed here. The master key travels in the ``Authorization`` header
+    only. Raises ``LiteLLMApiError``.
+    """
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, not {page_size}")
+    if window <= timedelta(0) or max_pages_per_window < 1 or max_reads_per_window < 1:
+        raise ValueError("window, max_pages_per_window and max_reads_per_window must be positive")
+    start, end = _as_utc(start), _as_utc(end)
+    owned = client is None
+    reader = _Reader(
+        client=client or httpx.Client(timeout=timeout, follow_redirects=False),
+        endpoint=_endpoint(proxy_url),
+        master_key=master_key,
+        page_size=page_size,
+        timeout=timeout,
+        retry=retry or RetryPolicy(),
+        max_pages_per_window=max_pages_per_window,
+        max_reads_per_window=max_reads_per_window,
+        deadline=time.monotonic() + time_limit_s,
+    )
+    try:
+        for window_start, window_end in _windows(start, end, window):
+            reader.read_window(window_start, window_end)
+    finally:
+        if owned:
+            reader.client.close()
+    return reader.result()
+
+
+# --- windows and times ---------------------------------------------------------------
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=_UTC) if moment.tzinfo is None else moment.astimezone(_UTC)
+
+
+def _windows(
+    start: datetime, end: datetime, width: timedelta
+) -> Iterator[tuple[datetime, datetime]]:
+    """``[start, end)`` cut at multiples of ``width`` since the epoch (whole UTC hours).
+
+    One request window per hour rather than one for the whole range, because offset
+    paging gets worse with the window's size: PostgreSQL reads and discards every skipped
+    row, so page k costs k pages (a 30-day window would be quadratic); the longer the
+    paging takes, the likelier rows shift under it; an hour usually stays under the
+    10,000-row count cap, so its exact ``total`` proves nothing was skipped; and a retry or
+    re-read repeats one hour, not the range. It is also the pipeline's partition.
+    """
+    cursor = start
+    while cursor < end:
+        boundary = _EPOCH + ((cursor - _EPOCH) // width + 1) * width
+        window_end = min(boundary, end)
+        yield cursor, window_end
+        cursor = window_end
+
+
+def _api_time(moment: datetime, *, round_up: bool) -> str:
+    """``moment`` at the API's one-second resolution, widened so the window is covered."""
+    whole = moment.replace(microsecond=0)
+    if round_up and whole < moment:
+        whole += timedelta(seconds=1)
+    return whole.strftime(API_TIME_FORMAT)
+
+
+# --- the reader ----------------------------------------------------------------------
+
+
+@dataclass
+class _Counters:
+    windows: int = 0
+    pages: int = 0
+    rows_received: int = 0
+    rows_outside_window: int = 0
+    duplicate_rows: int = 0
+    retries: int = 0
+    window_rereads: int = 0
+    windows_total_capped: int = 0
+
+
+@dataclass(frozen=True)
+class _Retryable:
+    problem: str  # for the log and the final error; never holds the key
+    wait_s: float
+
+
+class _Reader:
+    """Reads windows page by page into one list of kept rows; owns retries and counters."""
+
+    def __init__(
+        self,
+        *,
+        client: httpx.Client,
+        endpoint: str,
+        master_key: str,
+        page_size: int,
+        timeout: httpx.Timeout | float,
+        retry: RetryPolicy,
+        max_pages_per_window: int,
+        max_reads_per_window: int,
+        deadline: float,
+    ) -> None:
+        self.client = client
+        self.endpoint = endpoint
+        self.display_url = _without_userinfo(endpoint)
+        self.headers = {"Authorization": f"Bearer {master_key}", "Accept": "application/json"}
+        self.page_size = page_size
+        self.timeout = timeout
+        self.retry = retry
+        self.max_pages_per_window = max_pages_per_window
+        self.max_reads_per_window = max_reads_per_window
+        self.deadline = deadline
+        self.secrets = _secret_forms(master_key)
+        self.counters = _Counters()
+        self.kept: list[_Row] = []
+        self.seen: set[tuple[str, str | None]] = set()
+
+    def read_window(self, start: datetime, end: datetime) -> None:
+        """Keep the window's new rows; read it again while a row is provably missing."""
+        self.counters.windows += 1
+        window_keys: set[tuple[str, str | None]] = set()  # its inclusive API range
+        for read in range(1, self.max_reads_per_window + 1):
+            if read > 1:
+                self.counters.window_rereads += 1
+            total, capped = self._read_window_once(start, end, window_keys)
+            if capped:
+                self.counters.windows_total_capped += 1
+                return
+            if total is None or len(window_keys) >= total:
+                return
+            log.warning(
+                "LiteLLM %s: %d distinct rows for %s..%s but total says %d; reading it again",
+                SPEND_LOGS_PATH,
+                len(window_keys),
+                _api_time(start, round_up=False),
+                _api_time(end, round_up=True),
+                total,
+            )
+        raise LiteLLMApiError(
+            f"LiteLLM {self.display_url} skipped rows of {_api_time(start, round_up=False)}.."
+            f"{_api_time(end, round_up=True)}: it counted {total} rows but {len(window_keys)} "
+            f"distinct rows arrived in {self.max_reads_per_window} reads (rows changing while "
+            "paged?); rerun the partition"
+        )
+
+    def _read_window_once(
+        self, start: datetime, end: datetime, window_keys: set[tuple[str, str | None]]
+    ) -> tuple[int | None, bool]:
+        """One pass over the window's pages; returns the last ``total`` and whether capped."""
+        params = {
+            "start_date": _api_time(start, round_up=False),
+            "end_date": _api_time(end, round_up=True),  # inclusive: rows at `end` filtered out
+            "page_size": str(self.page_size),
+            "sort_by": "startTime",
+            "sort_order": "asc",  # with offsets, new rows land after the read part, mostly
+        }
+        for page in range(1, self.max_pages_per_window + 1):
+            response = self._get_page({**params, "page": str(page)})
+            self.counters.pages += 1
+            self._keep(response.data, start, end, window_keys)
+            if not response.data:
+                return response.total, _is_capped(response)
+        raise LiteLLMApiError(
+            f"LiteLLM {self.display_url} still returned rows for {params['start_date']}.."
+            f"{params['end_date']} after {self.max_pages_per_window} pages of {self.page_size}; "
+            "refusing to page further (raise max_pages_per_window or shorten the window)"
+        )
+
+    def _keep(
+        self,
+        rows: list[_Row],
+        start: datetime,
+        end: datetime,
+        window_keys: set[tuple[str, str | None]],
+    ) -> None:
+        counters = self.counters
+        counters.rows_received += len(rows)
+        for row in rows:
+            key = (row.request_id, row.litellm_call_id)
+            window_keys.add(key)
+            moment = row.start_time
+            if moment.tzinfo is None:  # "startTime" is UTC without a zone
+                moment = row.start_time = moment.replace(tzinfo=_UTC)
+            if not start <= moment < end:
+                counters.rows_outside_window += 1
+            elif key in self.seen:
+                counters.duplicate_rows += 1
+            else:
+                self.seen.add(key)
+                self.kept.append(row)
+
+    # --- one request, with retries ---
+
+    def _get_page(self, params: dict[str, str]) -> _Page:
+        first_attempt = time.monotonic()
+        for attempt in range(1, self.retry.max_attempts + 1):
+            if time.monotonic() > self.deadline:
+                raise LiteLLMApiError(
+                    f"reading LiteLLM {self.display_url} took longer than its time limit; "
+                    f"stopped at {params['start_date']} page {params['page']}"
+                )
+            outcome = self._attempt(params, attempt)
+            if isinstance(outcome, _Page):
+                return outcome
+            now = time.monotonic()
+            elapsed = now - first_attempt
+            if (
+                attempt == self.retry.max_attempts
+                or elapsed + outcome.wait_s > self.retry.max_elapsed_s
+                or now + outcome.wait_s > self.deadline
+            ):
+                raise LiteLLMApiError(
+                    f"LiteLLM {self.display_url} still failing after {attempt} attempts in "
+                    f"{elapsed:.1f}s ({params['start_date']} page {params['page']}): "
+                    f"{outcome.problem}"
+                )
+            self.counters.retries += 1
+            log.warning(
+                "LiteLLM %s %s page %s: %s; retry %d/%d in %.2fs",
+                SPEND_LOGS_PATH,
+                params["start_date"],
+                params["page"],
+                outcome.problem,
+                attempt,
+                self.retry.max_attempts - 1,
+                outcome.wait_s,
+            )
+            time.sleep(outcome.wait_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _attempt(self, params: dict[str, str], attempt: int) -> _Page | _Retryable:
+        """One request: the page, or what went wrong that a later attempt may not meet."""
+        try:
+            response = self.client.get(
+                self.endpoint, params=params, headers=self.headers, timeout=self.timeout
+            )
+        except httpx.TimeoutException as exc:
+            problem = f"{type(exc).__name__} (no answer within the timeout)"
+            return _Retryable(problem, self.retry.backoff_s(attempt))
+        except httpx.TransportError as exc:
+            problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            return _Retryable(problem, self.retry.backoff_s(attempt))
+        status = response.status_code
+        if status == 200:
+            return self._decode(response)
+        if status in (401, 403):
+            raise self._refusal(status, self._error_text(response))
+        if status == 429 or status >= 500:
+            wait_s = _retry_after_s(response, self.retry.retry_after_max_s)
+            if wait_s is None:
+                wait_s = self.retry.backoff_s(attempt)
+            return _Retryable(f"HTTP {status}: {self._error_text(response)}", wait_s)
+        raise LiteLLMApiError(
+            f"LiteLLM {self.display_url} answered HTTP {status} "
+            f"({params['start_date']}..{params['end_date']} page {params['page']}): "
+            f"{self._error_text(response)}"
+        )
+
+    def _refusal(self, status: int, message: str) -> LiteLLMApiError:
+        if _NO_DATABASE in message:
+            # ui_view_spend_logs answers 401 to a valid key when the proxy has no database.
+            return LiteLLMApiError(
+                f"LiteLLM at {self.display_url} has no database, so no spend logs to read "
+                f"({status}: {message}); set DATABASE_URL on the proxy"
+            )
+        return LiteLLMApiError(
+            f"LiteLLM rejected LITELLM_MASTER_KEY ({status}) at {self.display_url}: {message}"
+        )
+
+    def _decode(self, response: httpx.Response) -> _Page:
+        try:
+            return _PAGE_DECODER.decode(response.content)
+        except msgspec.DecodeError as exc:
+            # msgspec names the path and expected type, never the value: safe to show.
+            raise LiteLLMApiError(
+                f"LiteLLM {self.display_url} answered 200 with an unexpected body "
+                f"({response.headers.get('content-type', 'no content type')}): {exc}"
+            ) from None
+
+    # --- messages ---
+
+    def _error_text(self, response: httpx.Response) -> str:
+        return self._scrub(_error_message(response))[:ERROR_TEXT_CHARS]
+
+    def _scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        text = _KEY_HINT.sub(r"\1[redacted]", text)
+        return _HEX_DIGEST.sub("[redacted]", text)
+
+    def result(self) -> ApiSpendLogs:
+        c = self.counters
+        return ApiSpendLogs(
+            table=_spend_log_table(self.kept),
+            windows=c.windows,
+            pages=c.pages,
+            rows_received=c.rows_received,
+            rows_outside_window=c.rows_outside_window,
+            duplicate_rows=c.duplicate_rows,
+            retries=c.retries,
+            window_rereads=c.window_rereads,
+            windows_total_capped=c.windows_total_capped,
+        )
+
+
+def _is_capped(page: _Page) -> bool:
+    """Whether ``total`` is the count cap rather than the count (``total_is_capped`` is new)."""
+    if page.total_is_capped is not None:
+        return page.total_is_capped
+    return (page.total or 0) >= TOTAL_COUNT_CAP
+
+
+# --- URLs, errors, secrets -----------------------------------------------------------
+
+
+def _endpoint(proxy_url: str) -> str:
+    parts = urlsplit(proxy_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LiteLLMApiError(
+            f"LITELLM_PROXY_URL must be an http:// or https:// URL, not {_without_userinfo(proxy_url)!r}"
+        )
+    path = parts.path.rstrip("/") + SPEND_LOGS_PATH  # a proxy mounted under a path prefix
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _secret_forms(master_key: str) -> tuple[str, ...]:
+    """The key and its SHA-256 (LiteLLM's stored token), longest first, to cut from texts."""
+    if not master_key:
+        return ()
+    return (hashlib.sha256(master_key.encode()).hexdigest(), master_key)
+
+
+_NO_DATABASE = "Prisma Client is not initialized"
+# LiteLLM's 401 says "Received API Key = sk-...abcd, Key Hash (Token) =<sha256>".
+_KEY_HINT = re.compile(r"(sk-\.\.\.)\S{4}")  # abbreviate_api_key: the last four
+_HEX_DIGEST = re.compile(r"\b[0-9a-fA-F]{64}\b")
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The human part of a LiteLLM error body, else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return " ".join(response.text[: ERROR_TEXT_CHARS * 2].split()) or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message") is not None:
+            return str(error["message"])
+        if "detail" in body:
+            detail = body["detail"]
+            return detail if isinstance(detail, str) else json.dumps(detail)[: ERROR_TEXT_CHARS * 2]
+    return json.dumps(body)[: ERROR_TEXT_CHARS * 2]
+
+
+def _retry_after_s(response: httpx.Response, cap_s: float) -> float | None:
+    """``Retry-After`` in seconds, capped; ``None`` when absent or an HTTP date."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), cap_s)
+
+
+# --- rows to Arrow -------------------------------------------------------------------
+
+
+def _spend_log_table(rows: list[_Row]) -> pa.Table:
+    """Kept rows → ``SPEND_LOG_SCHEMA``, one column at a time."""
+    if not rows:
+        return SPEND_LOG_SCHEMA.empty_table()
+    metadata = [_metadata(row.metadata) for row in rows]
+    columns = {
+        "request_id": [r.request_id for r in rows],
+        "litellm_call_id": [r.litellm_call_id for r in rows],
+        "call_type": [r.call_type for r in rows],
+        "status": [r.status for r in rows],
+        "start_time": [r.start_time for r in rows],  # aware or naive; Arrow reads both as UTC
+        "end_time": [r.end_time for r in rows],
+        "model": [r.model for r in rows],
+        "model_group": [r.model_group for r in rows],
+        "custom_llm_provider": [r.custom_llm_provider for r in rows],
+        "spend": [r.spend for r in rows],
+        "prompt_tokens": [r.prompt_tokens for r in rows],
+        "completion_tokens": [r.completion_tokens for r in rows],
+        "total_tokens": [r.total_tokens for r in rows],
+        "request_tags": _tags_column([r.request_tags for r in rows]),
+        "team_id": [r.team_id for r in rows],
+        "key_alias": [_text(m.user_api_key_alias) for m in metadata],
+        "team_alias": [_text(m.user_api_key_team_alias) for m in metadata],
+        # as the database reader: "user", else the key's user
+        "user_id": [
+            r.user or _text(m.user_api_key_user_id) for r, m in zip(rows, metadata, strict=True)
+        ],
+    }
+    arrays = [pa.array(columns[field.name], type=field.type) for field in SPEND_LOG_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SPEND_LOG_SCHEMA)
+
+
+_NO_METADATA = _Metadata()
+
+
+def _metadata(value: _Metadata | str | None) -> _Metadata:
+    """The three allow-listed values; ``metadata`` left as JSON text is decoded the same way."""
+    if isinstance(value, _Metadata):
+        return value
+    if isinstance(value, str):
+        try:
+            return _METADATA_DECODER.decode(value)
+        except msgspec.DecodeError:  # LiteLLM itself reads unparsable metadata as {}
+            return _NO_METADATA
+    return _NO_METADATA
+
+
+def _text(value: Any) -> str | None:
+    """A metadata value as PostgreSQL's ``->>`` gives it: strings as they are, else JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _tags_column(values: list[list | str | None]) -> list[str]:
+    """``_tags_json`` of each value, each distinct value normalised once: tag sets repeat."""
+    normalised: dict[Any, str] = {}
+    column = []
+    for value in values:
+        key = value if not isinstance(value, list) else _hashable(value)
+        if key is None or (text := normalised.get(key)) is None:
+            text = _tags_json(value)
+            if key is not None:
+                normalised[key] = text
+        column.append(text)
+    return column
+
+
+def _hashable(tags: list) -> tuple | None:
+    return tuple(tags) if all(isinstance(tag, str) for tag in tags) else None
+
+
+def _tags_json(value: list | str | None) -> str:
+    """``request_tags`` (a list, or its JSON text) as the JSON text of a list of strings."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, list):
+        return "[]"
+    tags = [tag if isinstance(tag, str) else json.dumps(tag) for tag in value]
+    return json.dumps(tags, ensure_ascii=False)  # the text PostgreSQL's jsonb gives
