@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Dagster's local instance for the demo and `make dev`, kept inside the checkout.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: demo test dev bench venv clean
+.PHONY: demo test dev bench venv clean postgres
 
 venv: $(STAMP)
 
@@ -25,7 +25,11 @@ $(DAGSTER_HOME)/dagster.yaml:
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m demo
 
-test: $(STAMP)
+# PostgreSQL server binaries for the tests, which start a throwaway server of their own.
+postgres:
+	sh scripts/ensure-postgres.sh
+
+test: $(STAMP) postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
