@@ -15,7 +15,7 @@ What the endpoint does, and what this reader does about it:
   than ``total`` means one was skipped, and the window is read again.
 - ``metadata`` arrives as an object (or, unhydrated, as JSON text) holding the key hash,
   model price maps and, with some settings, request bodies. Only three values are taken
-  from it, while decoding: fields not named in ``_Row`` / ``_Metadata`` are skipped by the
+  from it, while decoding: fields not named in ``Row`` / ``RowMetadata`` are skipped by the
   decoder without ever being built. ``request_tags`` is JSONB that ``query_raw`` leaves as
   JSON text; it is normalised to the JSON text of a list of strings either way.
 - Errors are LiteLLM ``ProxyException`` bodies, ``{"error": {"message", "type", "param",
@@ -41,7 +41,7 @@ import httpx
 import msgspec
 import pyarrow as pa
 
-from resources.spend_logs import SPEND_LOG_SCHEMA
+from resources.litellm_api_rows import PAGE_DECODER, Page, Row, spend_log_table
 
 log = logging.getLogger(__name__)
 
@@ -115,47 +115,6 @@ class ApiSpendLogs:
             "api_window_rereads": self.window_rereads,
             "api_windows_total_capped": self.windows_total_capped,
         }
-
-
-# --- the response, decoded to the allow-listed fields only ---------------------------
-
-
-class _Metadata(msgspec.Struct, gc=False):
-    # Any: a value that is not a string (LiteLLM never writes one) must not fail the page.
-    user_api_key_alias: Any = None
-    user_api_key_team_alias: Any = None
-    user_api_key_user_id: Any = None
-
-
-class _Row(msgspec.Struct, gc=False, rename={"start_time": "startTime", "end_time": "endTime"}):
-    request_id: str
-    start_time: datetime
-    end_time: datetime | None = None
-    litellm_call_id: str | None = None
-    call_type: str | None = None
-    status: str | None = None
-    model: str | None = None
-    model_group: str | None = None
-    custom_llm_provider: str | None = None
-    spend: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-    request_tags: list | str | None = None
-    team_id: str | None = None
-    user: str | None = None
-    metadata: _Metadata | str | None = None
-
-
-class _Page(msgspec.Struct, gc=False):
-    data: list[_Row]
-    total: int | None = None
-    total_is_capped: bool | None = None
-
-
-# strict=False: a token count sent as 12.0, or a number as text, is still that number.
-_PAGE_DECODER = msgspec.json.Decoder(_Page, strict=False)
-_METADATA_DECODER = msgspec.json.Decoder(_Metadata, strict=False)
 
 
 # --- public entry point --------------------------------------------------------------
@@ -293,7 +252,7 @@ class _Reader:
         self.deadline = deadline
         self.secrets = _secret_forms(master_key)
         self.counters = _Counters()
-        self.kept: list[_Row] = []
+        self.kept: list[Row] = []
         self.seen: set[tuple[str, str | None]] = set()
 
     def read_window(self, start: datetime, end: datetime) -> None:
@@ -349,7 +308,7 @@ class _Reader:
 
     def _keep(
         self,
-        rows: list[_Row],
+        rows: list[Row],
         start: datetime,
         end: datetime,
         window_keys: set[tuple[str, str | None]],
@@ -372,7 +331,7 @@ class _Reader:
 
     # --- one request, with retries ---
 
-    def _get_page(self, params: dict[str, str]) -> _Page:
+    def _get_page(self, params: dict[str, str]) -> Page:
         first_attempt = time.monotonic()
         for attempt in range(1, self.retry.max_attempts + 1):
             if time.monotonic() > self.deadline:
@@ -381,7 +340,7 @@ class _Reader:
                     f"stopped at {params['start_date']} page {params['page']}"
                 )
             outcome = self._attempt(params, attempt)
-            if isinstance(outcome, _Page):
+            if isinstance(outcome, Page):
                 return outcome
             now = time.monotonic()
             elapsed = now - first_attempt
@@ -409,7 +368,7 @@ class _Reader:
             time.sleep(outcome.wait_s)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _attempt(self, params: dict[str, str], attempt: int) -> _Page | _Retryable:
+    def _attempt(self, params: dict[str, str], attempt: int) -> Page | _Retryable:
         """One request: the page, or what went wrong that a later attempt may not meet."""
         try:
             response = self.client.get(
@@ -448,9 +407,9 @@ class _Reader:
             f"LiteLLM rejected LITELLM_MASTER_KEY ({status}) at {self.display_url}: {message}"
         )
 
-    def _decode(self, response: httpx.Response) -> _Page:
+    def _decode(self, response: httpx.Response) -> Page:
         try:
-            return _PAGE_DECODER.decode(response.content)
+            return PAGE_DECODER.decode(response.content)
         except msgspec.DecodeError as exc:
             # msgspec names the path and expected type, never the value: safe to show.
             raise LiteLLMApiError(
@@ -472,7 +431,7 @@ class _Reader:
     def result(self) -> ApiSpendLogs:
         c = self.counters
         return ApiSpendLogs(
-            table=_spend_log_table(self.kept),
+            table=spend_log_table(self.kept),
             windows=c.windows,
             pages=c.pages,
             rows_received=c.rows_received,
@@ -484,7 +443,7 @@ class _Reader:
         )
 
 
-def _is_capped(page: _Page) -> bool:
+def _is_capped(page: Page) -> bool:
     """Whether ``total`` is the count cap rather than the count (``total_is_capped`` is new)."""
     if page.total_is_capped is not None:
         return page.total_is_capped
@@ -550,91 +509,3 @@ def _retry_after_s(response: httpx.Response, cap_s: float) -> float | None:
     except ValueError:
         return None
     return min(max(seconds, 0.0), cap_s)
-
-
-# --- rows to Arrow -------------------------------------------------------------------
-
-
-def _spend_log_table(rows: list[_Row]) -> pa.Table:
-    """Kept rows → ``SPEND_LOG_SCHEMA``, one column at a time."""
-    if not rows:
-        return SPEND_LOG_SCHEMA.empty_table()
-    metadata = [_metadata(row.metadata) for row in rows]
-    columns = {
-        "request_id": [r.request_id for r in rows],
-        "litellm_call_id": [r.litellm_call_id for r in rows],
-        "call_type": [r.call_type for r in rows],
-        "status": [r.status for r in rows],
-        "start_time": [r.start_time for r in rows],  # aware or naive; Arrow reads both as UTC
-        "end_time": [r.end_time for r in rows],
-        "model": [r.model for r in rows],
-        "model_group": [r.model_group for r in rows],
-        "custom_llm_provider": [r.custom_llm_provider for r in rows],
-        "spend": [r.spend for r in rows],
-        "prompt_tokens": [r.prompt_tokens for r in rows],
-        "completion_tokens": [r.completion_tokens for r in rows],
-        "total_tokens": [r.total_tokens for r in rows],
-        "request_tags": _tags_column([r.request_tags for r in rows]),
-        "team_id": [r.team_id for r in rows],
-        "key_alias": [_text(m.user_api_key_alias) for m in metadata],
-        "team_alias": [_text(m.user_api_key_team_alias) for m in metadata],
-        # as the database reader: "user", else the key's user
-        "user_id": [
-            r.user or _text(m.user_api_key_user_id) for r, m in zip(rows, metadata, strict=True)
-        ],
-    }
-    arrays = [pa.array(columns[field.name], type=field.type) for field in SPEND_LOG_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=SPEND_LOG_SCHEMA)
-
-
-_NO_METADATA = _Metadata()
-
-
-def _metadata(value: _Metadata | str | None) -> _Metadata:
-    """The three allow-listed values; ``metadata`` left as JSON text is decoded the same way."""
-    if isinstance(value, _Metadata):
-        return value
-    if isinstance(value, str):
-        try:
-            return _METADATA_DECODER.decode(value)
-        except msgspec.DecodeError:  # LiteLLM itself reads unparsable metadata as {}
-            return _NO_METADATA
-    return _NO_METADATA
-
-
-def _text(value: Any) -> str | None:
-    """A metadata value as PostgreSQL's ``->>`` gives it: strings as they are, else JSON."""
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-def _tags_column(values: list[list | str | None]) -> list[str]:
-    """``_tags_json`` of each value, each distinct value normalised once: tag sets repeat."""
-    normalised: dict[Any, str] = {}
-    column = []
-    for value in values:
-        key = value if not isinstance(value, list) else _hashable(value)
-        if key is None or (text := normalised.get(key)) is None:
-            text = _tags_json(value)
-            if key is not None:
-                normalised[key] = text
-        column.append(text)
-    return column
-
-
-def _hashable(tags: list) -> tuple | None:
-    return tuple(tags) if all(isinstance(tag, str) for tag in tags) else None
-
-
-def _tags_json(value: list | str | None) -> str:
-    """``request_tags`` (a list, or its JSON text) as the JSON text of a list of strings."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = None
-    if not isinstance(value, list):
-        return "[]"
-    tags = [tag if isinstance(tag, str) else json.dumps(tag) for tag in value]
-    return json.dumps(tags, ensure_ascii=False)  # the text PostgreSQL's jsonb gives
