@@ -13,10 +13,12 @@ from resources.litellm import LiteLLMSpendLogsResource
 
 _WEBHOOK_SQL = """
 SELECT
-    date_trunc('hour', to_timestamp(start_time)) AS usage_hour,
+    -- To the millisecond, as LiteLLM's database stores "startTime" (timestamp(3) rounds),
+    -- so a request near the end of an hour falls in the same hour in both sources.
+    date_trunc('hour', to_timestamp(round(start_time, 3))) AS usage_hour,
     request_id,
     litellm_call_id,
-    to_timestamp(start_time) AS start_time,
+    to_timestamp(round(start_time, 3)) AS start_time,
     to_timestamp(end_time) AS end_time,
     status,
     call_type,

@@ -268,7 +268,9 @@ DEFAULT_HEADER_MAP = attribution_header_map()
 
 
 def event_hour(record: Mapping[str, Any]) -> datetime:
-    start = datetime.fromtimestamp(record["start_time"], tz=timezone.utc)
+    """The UTC hour of ``startTime`` to the millisecond, as LiteLLM's database stores it
+    (``timestamp(3)`` rounds): 11:59:59.9996 is hour 12 in both sources."""
+    start = datetime.fromtimestamp(round(record["start_time"], 3), tz=timezone.utc)
     return start.replace(minute=0, second=0, microsecond=0)
 
 

@@ -1,4 +1,9 @@
-from assets.ingest import spend_log_defects
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from assets.ingest import spend_log_defects, webhook_events_table
+from resources.landing import LANDING_SCHEMA, landing_record
 from tests.samples import EMPTY, raw_row, raw_table
 
 
@@ -26,3 +31,11 @@ def test_known_litellm_defects_are_counted():
 def test_clean_or_empty_logs_have_no_defects():
     assert not any(spend_log_defects(EMPTY).values())
     assert not any(spend_log_defects(raw_table(raw_row("a"), raw_row("b"))).values())
+
+
+def test_webhook_times_are_kept_to_the_millisecond_like_litellms_database(payloads):
+    start = datetime(2026, 3, 1, 11, 59, 59, 999600, tzinfo=timezone.utc).timestamp()
+    record = landing_record(payloads[0] | {"startTime": start}, 0.0)
+    row = webhook_events_table(pa.Table.from_pylist([record], schema=LANDING_SCHEMA)).to_pylist()[0]
+    assert row["usage_hour"] == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    assert row["start_time"] == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)

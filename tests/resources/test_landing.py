@@ -158,3 +158,9 @@ def test_merged_batches_write_one_file_per_hour(tmp_path, payloads):
     result = LandingZone(tmp_path).write_batch(merged)
     assert len(result.files) == 3  # two event hours and one quarantine file
     assert result.bytes == sum(f.stat().st_size for f in result.files)
+
+
+def test_event_hour_rounds_to_the_millisecond_as_litellms_database_does(payloads):
+    just_before_noon = datetime(2026, 3, 1, 11, 59, 59, 999600, tzinfo=timezone.utc)
+    record = landing_record(payloads[0] | {"startTime": just_before_noon.timestamp()}, NOW)
+    assert event_hour(record) == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
