@@ -40,6 +40,7 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # Recorded benchmarks; run on an otherwise idle machine.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.receiver_throughput --output benchmarks/results/receiver_throughput.md
+	$(BIN)/python -m benchmarks.spend_logs_pull --output benchmarks/results/spend_logs_pull.md
 
 clean:
 	rm -rf $(VENV) data .dagster

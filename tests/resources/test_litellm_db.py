@@ -10,6 +10,7 @@ from resources.litellm_db import (
     libpq_url,
     read_spend_logs,
     redact,
+    spend_logs_sql,
 )
 from resources.spend_logs import SPEND_LOG_SCHEMA
 from tests.spend_log_rows import load_rows, spend_log_row
@@ -45,11 +46,21 @@ def test_redact_hides_only_the_password():
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
 
 
+def test_the_window_is_written_as_utc_timestamp_literals():
+    sql = spend_logs_sql(HOUR, HOUR + timedelta(hours=1))
+    assert """s."startTime" >= TIMESTAMP '2026-03-01 10:00:00.000000'""" in sql
+    assert """s."startTime" < TIMESTAMP '2026-03-01 11:00:00.000000'""" in sql
+    with pytest.raises(TypeError, match="aware datetime"):
+        spend_logs_sql(HOUR.replace(tzinfo=None), HOUR)
+    with pytest.raises(TypeError, match="aware datetime"):
+        spend_logs_sql("2026-03-01'; DROP TABLE x; --", HOUR)
+
+
 def test_the_query_selects_no_content_column():
     selected = SPEND_LOGS_SQL.split("FROM")[0]
     for column in ("messages", "response", "proxy_server_request"):
         assert column not in selected
-    assert "metadata ->>" in selected and "metadata," not in selected
+    assert "m.user_api_key_alias" in selected and "s.metadata," not in selected
 
 
 @pytest.fixture(scope="module")
