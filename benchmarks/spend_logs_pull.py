@@ -388,7 +388,7 @@ content LiteLLM stores (`messages`, `response`, `proxy_server_request`, the whol
 as `tests/spend_log_rows.spend_log_row` builds it; the readers leave it in the database.
 **adbc** is `resources.litellm_db.read_spend_logs` for that hour (read-only session, ADBC
 PostgreSQL driver, Arrow cast to `SPEND_LOG_SCHEMA`). **psycopg** runs the same
-`SPEND_LOGS_SQL` (`%s` placeholders) through psycopg2 on a named, server-side cursor with
+`spend_logs_sql(...)` text through psycopg2 on a named, server-side cursor with
 `itersize` {itersize:,}, appending each row to a list of tuples, as a hand-written reader does.
 **rest** is `resources.litellm_api.fetch_spend_logs_api` against `tests/fake_litellm.FakeLiteLLM`
 serving the hour in pages of 1,000 from a thread of the benchmark process: its time includes
