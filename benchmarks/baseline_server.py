@@ -11,18 +11,14 @@ Run: ``python -m benchmarks.baseline_server --port 4013``, or from a benchmark
 from __future__ import annotations
 
 import argparse
-import http.client
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks import REPO_ROOT
 from receiver.cli import serve
-from tests.receiving import free_port
+from tests.receiving import ServerProcess, free_port
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -69,52 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     serve(baseline_app, args.host, args.port, log_level="warning")  # the receiver's own stack
 
 
-class BaselineProcess:
-    """This server on a free loopback port, its log kept in ``log_path``; the same
-    ``start``/``stop``/``kill`` as ``tests.receiving.ReceiverProcess``."""
+class BaselineProcess(ServerProcess):
+    """This server on a free loopback port, its output kept in ``log_path``."""
+
+    name = "baseline server"
 
     def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 20.0) -> BaselineProcess:
-        command = [sys.executable, "-m", "benchmarks.baseline_server", "--port", str(self.port)]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"baseline server exited: {self.log_path.read_text()}")
-            if _answers_http(self.port):
-                return self
-            time.sleep(0.05)
-        self.kill()
-        raise TimeoutError("baseline server did not answer in time")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM (graceful) and wait; returns the exit code."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-def _answers_http(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+        port = free_port()
+        command = [sys.executable, "-m", "benchmarks.baseline_server", "--port", str(port)]
+        super().__init__(command, port, log_path, cwd=REPO_ROOT)
 
 
 if __name__ == "__main__":

@@ -20,33 +20,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ReceiverProcess:
-    """``spend-receiver`` started on a free loopback port, its log kept in ``log_path``."""
+class ServerProcess:
+    """An HTTP server command on a free loopback port, healthy once ``GET /healthz`` is 200;
+    its output kept in ``log_path``."""
 
-    def __init__(self, data_dir: Path, *args: str, tokens: tuple[str, ...] = TOKENS) -> None:
-        self.data_dir = Path(data_dir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.callback_url = f"{self.url}/litellm/callback"
-        self.log_path = self.data_dir.parent / f"receiver-{self.port}.log"
-        self.args = ["--port", str(self.port), "--data-dir", str(self.data_dir), *args]
-        self.env = {**os.environ, "SPEND_WEBHOOK_TOKENS": ",".join(tokens)}
+    name = "server"
+
+    def __init__(self, command: list[str], port: int, log_path: Path, **popen: object) -> None:
+        self.command, self.port, self.log_path, self.popen = command, port, log_path, popen
+        self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
 
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {TOKENS[0]}"}
-
-    def start(self, timeout: float = 20.0) -> "ReceiverProcess":
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.process = subprocess.Popen(
-            [str(SPEND_RECEIVER), *self.args], stdout=log, stderr=subprocess.STDOUT, env=self.env
-        )
-        log.close()
+    def start(self, timeout: float = 20.0):
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, **self.popen
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"spend-receiver exited: {self.log_path.read_text()}")
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -54,7 +47,7 @@ class ReceiverProcess:
                 pass
             time.sleep(0.05)
         self.kill()
-        raise TimeoutError(f"spend-receiver not healthy within {timeout}s")
+        raise TimeoutError(f"{self.name} not healthy within {timeout}s")
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM (graceful) and wait; returns the exit code."""
@@ -68,6 +61,31 @@ class ReceiverProcess:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+class ReceiverProcess(ServerProcess):
+    """``spend-receiver`` on a free loopback port, its log next to ``data_dir``."""
+
+    name = "spend-receiver"
+
+    def __init__(self, data_dir: Path, *args: str, tokens: tuple[str, ...] = TOKENS) -> None:
+        self.data_dir = Path(data_dir)
+        port = free_port()
+        command = [str(SPEND_RECEIVER), "--port", str(port), "--data-dir", str(self.data_dir)]
+        env = {**os.environ, "SPEND_WEBHOOK_TOKENS": ",".join(tokens)}
+        log_path = self.data_dir.parent / f"receiver-{port}.log"
+        super().__init__([*command, *args], port, log_path, env=env)
+        self.callback_url = f"{self.url}/litellm/callback"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS[0]}"}
+
     def metrics(self) -> dict[str, float]:
         """The unlabelled and labelled samples of ``/metrics`` by their full name."""
         text = httpx.get(f"{self.url}/metrics", timeout=5).text
@@ -77,9 +95,3 @@ class ReceiverProcess:
                 name, value = line.rsplit(" ", 1)
                 samples[name] = float(value)
         return samples
-
-    def __enter__(self) -> "ReceiverProcess":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
