@@ -35,7 +35,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import REPO_ROOT  # noqa: E402
+from benchmarks import REPO_ROOT, publish  # noqa: E402
 from benchmarks.baseline_server import BaselineProcess  # noqa: E402
 from benchmarks.load import KeepAliveClient, PhaseResult, Target, run_phase  # noqa: E402
 from benchmarks.machine import CoresBusy, cores_busy, describe_machine, in_memory, sample_cpu  # noqa: E402
@@ -297,10 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress(f"FAILED: {exc}")
         return 1
     report = render_report(runs, options, bodies, machine, shlex.join(sys.orig_argv))
-    print(report)
-    if options.output:
-        options.output.parent.mkdir(parents=True, exist_ok=True)
-        options.output.write_text(report)
+    publish(report, options.output)
     return 0
 
 

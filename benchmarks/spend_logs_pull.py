@@ -37,7 +37,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import REPO_ROOT  # noqa: E402
+from benchmarks import REPO_ROOT, publish  # noqa: E402
 from benchmarks.machine import cores_busy, describe_machine, sample_cpu  # noqa: E402
 
 BUSY_HOUR = datetime(2026, 3, 2, 14, tzinfo=timezone.utc)
@@ -506,10 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     except RunMismatch as exc:
         _progress(f"FAILED: {exc}")
         return 1
-    print(report)
-    if options.output:
-        options.output.parent.mkdir(parents=True, exist_ok=True)
-        options.output.write_text(report)
+    publish(report, options.output)
     return 0
 
 
