@@ -1,14 +1,18 @@
 """CloudZero: one CBF file per hour, and the AnyCost submission of those files."""
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 
 import dagster as dg
 import pyarrow as pa
+from pydantic import Field
 
-from assets.cbf import cbf_hour_path, cbf_rows, cost_total, read_cbf_csv, write_cbf_csv
+from assets.cbf import CbfFile, cbf_hour_path, cbf_rows, cost_total, load_cbf_file, write_cbf_csv
+from assets.cbf_validation import validate_cbf_hours
 from assets.metadata import markdown_preview, range_metadata, table_cost_total
-from pipelines.partitions import hourly_asset, partition_hours
-from resources.cloudzero import CloudZeroResource, pack_bodies
+from pipelines.partitions import hourly_asset, hourly_partitions, partition_hours
+from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource, split_by_hour
 
 AGGREGATES = ("spend_by_department", "spend_by_team", "spend_by_agent")
@@ -58,29 +62,90 @@ def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     )
 
 
+def load_cbf_hours(data_dir: str, hours: Sequence[datetime]) -> dict[datetime, CbfFile]:
+    """Every hour's CBF file; a missing one means cloudzero_cbf was not materialised."""
+    files = {}
+    for hour in hours:
+        path = cbf_hour_path(data_dir, hour)
+        if not path.exists():
+            raise dg.Failure(
+                f"no CBF file for {hour:%Y-%m-%dT%H}:00Z ({path}); materialise cloudzero_cbf "
+                "for this hour first"
+            )
+        files[hour] = load_cbf_file(path)
+    return files
+
+
+def problems_table(problems: Mapping[datetime, list[str]]) -> str:
+    lines = ["| hour | problem |", "|---|---|"]
+    lines += [
+        f"| {hour:%Y-%m-%dT%H}:00Z | {reason.replace('|', '/')} |"
+        for hour, reasons in sorted(problems.items())
+        for reason in reasons
+    ]
+    return "\n".join(lines)
+
+
+@dg.asset_check(
+    asset=cloudzero_cbf,
+    blocking=True,
+    partitions_def=hourly_partitions,
+    description="Every hour's CBF rows can be sent as they are: required columns, string "
+    "values, fixed-point costs, hour alignment, tag keys, one tag set per resource/id.",
+)
+def cloudzero_cbf_is_valid(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    hours = partition_hours(context)
+    files = load_cbf_hours(lake.data_dir, hours)
+    problems = validate_cbf_hours({hour: f.rows for hour, f in files.items()})
+    first = ", ".join(f"{h:%Y-%m-%dT%H}:00Z: {r[0]}" for h, r in sorted(problems.items())[:3])
+    return dg.AssetCheckResult(
+        passed=not problems,
+        description=f"{len(problems)} of {len(hours)} hours cannot be sent: {first}"
+        if problems
+        else f"all {len(hours)} hours can be sent",
+        metadata={
+            "hours_checked": len(hours),
+            "hours_failing": len(problems),
+            "rows_checked": sum(len(f.rows) for f in files.values()),
+            "problems": dg.MetadataValue.md(problems_table(problems)),
+        },
+    )
+
+
+class SubmissionConfig(dg.Config):
+    force: bool = Field(
+        default=False,
+        description="Resend hours even when their receipt says CloudZero holds this exact file.",
+    )
+
+
 @hourly_asset(
     deps=["cloudzero_cbf"],
     group_name="billing",
     kinds={"cloudzero"},
     pool="cloudzero",
-    description="The hours' CBF rows sent to CloudZero AnyCost Stream with replace_hourly.",
+    description="The hours' CBF files sent to CloudZero AnyCost Stream with replace_hourly "
+    "(changed hours only; emptied hours cleared; receipts under data/cloudzero/receipts/).",
 )
 def cloudzero_submission(
-    context: dg.AssetExecutionContext, lake: LakeResource, cloudzero: CloudZeroResource
+    context: dg.AssetExecutionContext,
+    config: SubmissionConfig,
+    lake: LakeResource,
+    cloudzero: CloudZeroResource,
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    by_hour = {}
-    for hour in hours:
-        path = cbf_hour_path(lake.data_dir, hour)
-        if not path.exists():
-            raise dg.Failure(
-                f"no CBF file for {hour:%Y-%m-%dT%H}:00Z; materialise cloudzero_cbf first"
-            )
-        by_hour[hour] = read_cbf_csv(path)
-    # An hour with no rows was never sent, so there is nothing in CloudZero to clear.
-    bodies = pack_bodies({hour: rows for hour, rows in by_hour.items() if rows})
-    report = cloudzero.submit(bodies, run_id=context.run.run_id)
-    context.log.info(
-        f"{report.mode}: {len(bodies)} bodies for {len(hours)} hours ({report.reason})"
+    files = load_cbf_hours(lake.data_dir, hours)
+    invalid = validate_cbf_hours({hour: f.rows for hour, f in files.items()})
+    report = cloudzero.submit(
+        files, context.run.run_id, invalid=invalid, force=config.force, log=context.log.info
     )
+    if report.failed_hours:
+        reasons = [f"{h.hour:%Y-%m-%dT%H}:00Z {h.status}: {h.note}" for h in report.failed_hours]
+        raise dg.Failure(
+            description=f"{len(report.failed_hours)} of {len(hours)} hours were not sent to "
+            f"CloudZero ({report.mode}): " + "; ".join(reasons[:5]),
+            metadata=report.metadata(),
+        )
     return dg.MaterializeResult(metadata=report.metadata())

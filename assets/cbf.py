@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import csv
 import decimal
+import hashlib
 import io
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from os import PathLike
@@ -66,7 +68,7 @@ COST_SCALE = 18
 CBF_FILE = "cbf.csv"
 
 _SPEND_COLUMNS = ("usage_hour", "department", "team", "agent", "cost", "total_tokens", "requests")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WHITESPACE = re.compile(r"\s+")
 # Wide enough for 38 integer digits plus 18 fractional ones and sums of many such values.
 _EXACT = decimal.Context(
@@ -109,7 +111,11 @@ def tag_value(value: str | None) -> str:
     """A tag value CloudZero will take as-is: printable, trimmed, ≤256 chars, never empty."""
     if value is None:
         return UNATTRIBUTED
-    cleaned = _WHITESPACE.sub(" ", _CONTROL.sub(" ", str(value))).strip()[:MAX_TAG_VALUE].strip()
+    cleaned = (
+        _WHITESPACE.sub(" ", CONTROL_CHARACTERS.sub(" ", str(value)))
+        .strip()[:MAX_TAG_VALUE]
+        .strip()
+    )
     return cleaned or UNATTRIBUTED
 
 
@@ -201,20 +207,37 @@ def write_cbf_csv(rows: pa.Table, path: str | PathLike[str]) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class CbfFile:
+    """One hour's CBF file as read: its rows and the SHA-256 of its exact bytes."""
+
+    path: Path
+    rows: list[dict[str, str]]
+    sha256: str
+
+
+def load_cbf_file(path: str | PathLike[str]) -> CbfFile:
+    """Read a CBF file once: rows for sending, content hash for "has it changed?"."""
+    data = Path(path).read_bytes()
+    rows = _parse_cbf(data.decode("utf-8"), path)
+    return CbfFile(Path(path), rows, hashlib.sha256(data).hexdigest())
+
+
 def read_cbf_csv(path: str | PathLike[str]) -> list[dict[str, str]]:
     """The rows of a CBF file as dicts keyed by CBF column, in file order."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header != CBF_COLUMNS:
-            raise ValueError(f"{path} is not a CBF file: header {header} != {CBF_COLUMNS}")
-        rows: list[dict[str, str]] = []
-        for line_no, values in enumerate(reader, start=2):
-            if len(values) != len(CBF_COLUMNS):
-                raise ValueError(
-                    f"{path}:{line_no} has {len(values)} fields, not {len(CBF_COLUMNS)}"
-                )
-            rows.append(dict(zip(CBF_COLUMNS, values, strict=True)))
+    return load_cbf_file(path).rows
+
+
+def _parse_cbf(text: str, path: str | PathLike[str]) -> list[dict[str, str]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header != CBF_COLUMNS:
+        raise ValueError(f"{path} is not a CBF file: header {header} != {CBF_COLUMNS}")
+    rows: list[dict[str, str]] = []
+    for line_no, values in enumerate(reader, start=2):
+        if len(values) != len(CBF_COLUMNS):
+            raise ValueError(f"{path}:{line_no} has {len(values)} fields, not {len(CBF_COLUMNS)}")
+        rows.append(dict(zip(CBF_COLUMNS, values, strict=True)))
     return rows
 
 

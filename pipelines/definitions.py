@@ -10,11 +10,12 @@ import os
 import dagster as dg
 
 from assets.aggregates import spend_by_agent, spend_by_department, spend_by_team
-from assets.billing import cloudzero_cbf, cloudzero_submission
+from assets.billing import cloudzero_cbf, cloudzero_cbf_is_valid, cloudzero_submission
 from assets.events import spend_events
 from assets.ingest import litellm_spend_logs, litellm_webhook_events
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
 from pipelines.schedules import hourly_spend_schedule
+from pipelines.sensors import cloudzero_cbf_sensor
 from resources.attribution import AttributionMappingResource
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource
@@ -72,7 +73,9 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=ASSETS,
+    asset_checks=[cloudzero_cbf_is_valid],
     jobs=JOBS,
     schedules=[hourly_spend_schedule],
+    sensors=[cloudzero_cbf_sensor],
     resources=resources_from_env(),
 )

@@ -31,11 +31,18 @@ hourly_asset = partial(
 )
 
 
-def partition_hours(context: dg.AssetExecutionContext) -> list[datetime]:
-    """The UTC hours of the partition range this run materialises (one or many)."""
-    window = context.partition_time_window
+def partition_hours(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+) -> list[datetime]:
+    """The UTC hours of the partition range this run materialises or checks (one or many)."""
+    window = context.op_execution_context.partition_time_window
     return hours_between(window.start, window.end)
 
 
 def partition_key(hour: datetime) -> str:
     return hour.astimezone(timezone.utc).strftime(PARTITION_FORMAT)
+
+
+def partition_hour(key: str) -> datetime:
+    """The UTC hour a partition key names (the inverse of :func:`partition_key`)."""
+    return datetime.strptime(key, PARTITION_FORMAT).replace(tzinfo=timezone.utc)

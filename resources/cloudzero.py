@@ -1,32 +1,22 @@
-"""CloudZero AnyCost Stream: request packing (pure) and the resource that submits bodies.
+"""CloudZero AnyCost Stream: the resource that submits hours of CBF rows, and its report.
 
-Packing follows the contract in DESIGN.md ("CloudZero contract"):
+A submission plans every hour against its receipt (:mod:`resources.cloudzero_receipts`):
+new or changed rows are sent, emptied hours are cleared with one zero-cost row, unchanged
+hours are skipped. The hours to send are packed (:mod:`resources.cloudzero_bodies`) and
+delivered one request at a time (:mod:`resources.cloudzero_api`).
 
-* every body holds the rows of one UTC month;
-* whole hours are packed into ``replace_hourly`` bodies, and an hour is never split over
-  two ``replace_hourly`` bodies (CloudZero would delete the first part);
-* an hour too big for one body is sent as one ``replace_hourly`` body followed by ``sum``
-  continuation bodies that carry only that hour's remaining rows, in order;
-* an hour with no rows (submitted before, empty now) is sent as one zero-cost row
-  (:func:`empty_hour_row`) so that ``replace_hourly`` clears it;
-* sizes are measured on the exact serialized bytes, which are also what is sent.
-
-Serialization is compact JSON (``,`` and ``:`` separators), ASCII-only (``\\uXXXX``
-escapes, so the byte count cannot grow when a server re-encodes), keys in a fixed order
-(``month``, ``operation``, ``data``; row keys in CBF column order). The same rows give the
-same bytes, and the idempotency key is the SHA-256 of those bytes.
-
-This version only performs a dry run: the exact bodies and a manifest are written under
-``<data_dir>/cloudzero/dry_run/<run_id>/``. The API key is never written anywhere.
+Live mode needs ``CLOUDZERO_API_KEY`` and ``CLOUDZERO_CONNECTION_ID`` and no
+``CLOUDZERO_DRY_RUN``. Otherwise it is a dry run: the exact bodies and a manifest are
+written under ``<data_dir>/cloudzero/dry_run/<run_id>/``, no receipt is written, and the
+report says ``dry_run``. The API key is never written anywhere.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -35,234 +25,73 @@ from urllib.parse import quote
 
 import dagster as dg
 
-from assets.cbf import CBF_COLUMNS, SERVICE, USAGE_UNITS, cost_total, format_cost, format_hour
+from assets.cbf import CbfFile, cost_total, format_cost, format_hour
+from resources.cloudzero_api import (
+    AnyCostSender,
+    AnyCostTransport,
+    CloudZeroError,
+    Delivery,
+    RetryPolicy,
+)
+from resources.cloudzero_bodies import (
+    DEFAULT_MAX_BODY_BYTES,
+    EMPTY_HOUR_RESOURCE_ID,
+    Body,
+    delivery_units,
+    dumps,
+    pack_bodies,
+    rows_by_hour,
+)
+from resources.cloudzero_receipts import (
+    CLEARED,
+    SUBMITTED,
+    UNCERTAIN,
+    Action,
+    Receipt,
+    ReceiptStore,
+    plan_action,
+)
 from resources.lake import atomic_write
 
-MAX_BODY_BYTES = 5_000_000  # CloudZero's limit on an uncompressed request body
-BODY_SAFETY_MARGIN = 250_000  # headroom for any difference in how the server counts
-DEFAULT_MAX_BODY_BYTES = MAX_BODY_BYTES - BODY_SAFETY_MARGIN
-
-REPLACE_HOURLY = "replace_hourly"
-SUM = "sum"
-OPERATIONS = (REPLACE_HOURLY, SUM)
-EMPTY_HOUR_RESOURCE_ID = "litellm/empty-hour"
 CONNECTION_PLACEHOLDER = "<CLOUDZERO_CONNECTION_ID>"
 DRY_RUN_DIR = Path("cloudzero") / "dry_run"
 MANIFEST_FILE = "manifest.json"
+LIVE, DRY_RUN = "live", "dry_run"
 
-REASON_NO_CREDENTIALS = "no credentials"
+REASON_NO_CREDENTIALS = "no credentials (set CLOUDZERO_API_KEY and CLOUDZERO_CONNECTION_ID)"
 REASON_DRY_RUN_SET = "CLOUDZERO_DRY_RUN is set"
-REASON_NOT_AVAILABLE = "live submission is not available in this version"
+REASON_LIVE = "credentials configured"
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_COLUMN_ORDER = {name: i for i, name in enumerate(CBF_COLUMNS)}
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
-
-
-def _canonical_row(row: Mapping[str, str]) -> dict[str, str]:
-    """A copy of a CBF row with string values and keys in CBF order (unknown keys last)."""
-    for key, value in row.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"CBF rows hold strings only; {key!r} is {type(value).__name__}")
-    keys = sorted(row, key=lambda k: (_COLUMN_ORDER.get(k, len(_COLUMN_ORDER)), k))
-    return {k: row[k] for k in keys}
-
-
-def _utc_hour(hour: datetime) -> datetime:
-    format_hour(hour)  # rejects naive and non-hour-aligned datetimes
-    return hour.astimezone(timezone.utc)
-
-
-def _month(hour: datetime) -> str:
-    return f"{hour.astimezone(timezone.utc):%Y-%m}"
-
-
-def empty_hour_row(hour: datetime) -> dict[str, str]:
-    """The zero-cost row that stands for an hour with no spend, so ``replace_hourly`` clears it.
-
-    It carries no tag columns: the placeholder resource belongs to no department.
-    """
-    return {
-        "time/usage_start": format_hour(hour),
-        "lineitem/type": "Usage",
-        "lineitem/description": "LiteLLM spend: no usage this hour",
-        "resource/service": SERVICE,
-        "resource/id": EMPTY_HOUR_RESOURCE_ID,
-        "usage/amount": "0",
-        "usage/units": USAGE_UNITS,
-        "cost/cost": "0",
-    }
-
-
-@dataclass(frozen=True)
-class Body:
-    """One AnyCost Stream request body: rows of one month, sent with one operation."""
-
-    month: str
-    operation: str
-    hours: tuple[datetime, ...]
-    rows: tuple[dict[str, str], ...]
-    _bytes: bytes = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not _MONTH.match(self.month):
-            raise ValueError(f"month must be YYYY-MM, got {self.month!r}")
-        if self.operation not in OPERATIONS:
-            raise ValueError(f"operation must be one of {OPERATIONS}, got {self.operation!r}")
-        if not self.rows:
-            raise ValueError("a body needs at least one row (use empty_hour_row for an empty hour)")
-        hours = tuple(_utc_hour(h) for h in self.hours)
-        if any(_month(h) != self.month for h in hours):
-            raise ValueError(f"every hour of a {self.month} body must be in {self.month}")
-        rows = tuple(_canonical_row(r) for r in self.rows)
-        stamps = {format_hour(h) for h in hours}
-        stray = {r.get("time/usage_start") for r in rows} - stamps
-        if stray:
-            raise ValueError(
-                f"rows for hour(s) {sorted(map(str, stray))} not listed in the body's hours"
-            )
-        object.__setattr__(self, "hours", hours)
-        object.__setattr__(self, "rows", rows)
-        object.__setattr__(self, "_bytes", _dumps(self.payload()).encode("ascii"))
-
-    def payload(self) -> dict[str, Any]:
-        data = [dict(r) for r in self.rows]
-        return {"month": self.month, "operation": self.operation, "data": data}
-
-    def to_bytes(self) -> bytes:
-        """The exact request body (compact, deterministic JSON)."""
-        return self._bytes
-
-    @property
-    def size(self) -> int:
-        return len(self._bytes)
-
-    @property
-    def idempotency_key(self) -> str:
-        """SHA-256 (hex) of :meth:`to_bytes`: equal bodies, equal keys."""
-        return hashlib.sha256(self._bytes).hexdigest()
-
-    @property
-    def cost_total(self) -> Decimal:
-        return cost_total(list(self.rows))
-
-
-def _envelope_bytes(month: str, operation: str) -> int:
-    """Bytes of a body with an empty ``data`` list; each row adds its own bytes plus a comma."""
-    return len(_dumps({"month": month, "operation": operation, "data": []}))
-
-
-def _size(envelope: int, row_sizes: Sequence[int]) -> int:
-    return envelope + sum(row_sizes) + max(len(row_sizes) - 1, 0)
-
-
-def pack_bodies(
-    hours: Mapping[datetime, Sequence[Mapping[str, str]]],
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> list[Body]:
-    """Pack hours of CBF rows into AnyCost request bodies (see the module docstring).
-
-    ``hours`` maps each UTC hour to send onto its complete CBF rows (an empty list means
-    "clear this hour"). Bodies come back in the order they must be sent: by month, then
-    hour; an oversize hour's ``sum`` continuations directly follow its ``replace_hourly``.
-    """
-    by_hour: dict[datetime, list[dict[str, str]]] = {}
-    for hour, rows in hours.items():
-        utc = _utc_hour(hour)
-        stamp = format_hour(utc)
-        canonical = [_canonical_row(r) for r in rows] or [empty_hour_row(utc)]
-        for row in canonical:
-            if row.get("time/usage_start") != stamp:
-                raise ValueError(
-                    f"row filed under {stamp} has time/usage_start {row.get('time/usage_start')!r}"
-                )
-        by_hour[utc] = canonical
-
-    bodies: list[Body] = []
-    batch_hours: list[datetime] = []
-    batch_rows: list[dict[str, str]] = []
-    batch_sizes: list[int] = []
-
-    def flush() -> None:
-        if batch_hours:
-            month = _month(batch_hours[0])
-            bodies.append(Body(month, REPLACE_HOURLY, tuple(batch_hours), tuple(batch_rows)))
-            batch_hours.clear()
-            batch_rows.clear()
-            batch_sizes.clear()
-
-    for hour in sorted(by_hour):
-        rows = by_hour[hour]
-        month = _month(hour)
-        if batch_hours and _month(batch_hours[0]) != month:
-            flush()
-        sizes = [len(_dumps(r)) for r in rows]
-        replace_envelope = _envelope_bytes(month, REPLACE_HOURLY)
-        if _size(replace_envelope, sizes) > max_body_bytes:
-            flush()
-            bodies.extend(_split_hour(hour, rows, sizes, max_body_bytes))
-            continue
-        if batch_hours and _size(replace_envelope, batch_sizes + sizes) > max_body_bytes:
-            flush()
-        batch_hours.append(hour)
-        batch_rows.extend(rows)
-        batch_sizes.extend(sizes)
-    flush()
-
-    for body in bodies:  # the arithmetic above must agree with the real bytes
-        if body.size > max_body_bytes:
-            raise AssertionError(f"packed body of {body.size} bytes exceeds {max_body_bytes}")
-    return bodies
-
-
-def _split_hour(
-    hour: datetime, rows: list[dict[str, str]], sizes: list[int], max_body_bytes: int
-) -> list[Body]:
-    """One oversize hour: a ``replace_hourly`` body, then ``sum`` bodies with the rest."""
-    month = _month(hour)
-    bodies: list[Body] = []
-    chunk: list[dict[str, str]] = []
-    chunk_sizes: list[int] = []
-    operation = REPLACE_HOURLY
-    for row, size in zip(rows, sizes, strict=True):
-        envelope = _envelope_bytes(month, operation)
-        if _size(envelope, [size]) > max_body_bytes:
-            raise ValueError(
-                f"a single CBF row of hour {format_hour(hour)} ({size} bytes) does not fit in a "
-                f"body of {max_body_bytes} bytes"
-            )
-        if chunk and _size(envelope, chunk_sizes + [size]) > max_body_bytes:
-            bodies.append(Body(month, operation, (hour,), tuple(chunk)))
-            chunk, chunk_sizes, operation = [], [], SUM
-        chunk.append(row)
-        chunk_sizes.append(size)
-    bodies.append(Body(month, operation, (hour,), tuple(chunk)))
-    return bodies
 
 
 @dataclass(frozen=True)
 class HourReport:
-    """What was (or, in a dry run, would be) sent for one hour."""
+    """What happened to one hour: its plan, and what was (or would be) sent for it."""
 
     hour: datetime
-    operations: tuple[str, ...]
-    rows: int
-    bytes: int  # the hour's share of the body bytes: its serialized rows
-    cost_total: Decimal
-    cleared: bool  # sent as the empty-hour row
+    status: str  # sent, cleared, dry run, unchanged, nothing to send, invalid, failed, not sent
+    operations: tuple[str, ...] = ()
+    bodies: int = 0
+    rows: int = 0
+    bytes: int = 0  # the hour's share of the body bytes: its serialized rows
+    cost_total: Decimal = Decimal(0)
+    attempts: int = 0
+    drop_ids: tuple[str | None, ...] = ()
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "hour": format_hour(self.hour),
+            "status": self.status,
             "operations": list(self.operations),
+            "bodies": self.bodies,
             "rows": self.rows,
             "bytes": self.bytes,
             "cost_total": format_cost(self.cost_total),
-            "cleared": self.cleared,
+            "attempts": self.attempts,
+            "drop_ids": list(self.drop_ids),
+            "note": self.note,
         }
 
 
@@ -273,17 +102,25 @@ class SubmissionReport:
     mode: str
     reason: str
     run_id: str
-    directory: Path | None
-    manifest: Path | None
-    files: tuple[Path, ...]
-    bodies: int
+    requests: int
     total_bytes: int
-    cost_total: Decimal
     hours: tuple[HourReport, ...]
+    directory: Path | None = None
+    manifest: Path | None = None
+    files: tuple[Path, ...] = ()
+    error: str | None = None
 
     @property
     def submitted(self) -> bool:
-        return self.mode == "live"
+        return self.mode == LIVE and any(h.status in ("sent", "cleared") for h in self.hours)
+
+    @property
+    def failed_hours(self) -> tuple[HourReport, ...]:
+        return tuple(h for h in self.hours if h.status in ("invalid", "failed", "not sent"))
+
+    @property
+    def cost_total(self) -> Decimal:
+        return sum((h.cost_total for h in self.hours if h.operations), Decimal(0))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -291,32 +128,41 @@ class SubmissionReport:
             "reason": self.reason,
             "submitted": self.submitted,
             "run_id": self.run_id,
-            "directory": str(self.directory) if self.directory else None,
-            "bodies": self.bodies,
+            "requests": self.requests,
             "total_bytes": self.total_bytes,
             "cost_total": format_cost(self.cost_total),
+            "error": self.error,
             "hours": [h.as_dict() for h in self.hours],
         }
 
     def metadata(self) -> dict[str, Any]:
         """Dagster materialization metadata: says plainly whether anything was sent."""
-        lines = ["| hour | operations | rows | bytes | cost |", "|---|---|---|---|---|"]
+        lines = [
+            "| hour | status | operations | rows | bytes | cost | attempts | drop id | note |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         lines += [
-            f"| {format_hour(h.hour)} | {', '.join(h.operations)}"
-            f"{' (cleared)' if h.cleared else ''} | {h.rows} | {h.bytes}"
-            f" | {format_cost(h.cost_total)} |"
+            f"| {format_hour(h.hour)} | {h.status} | {', '.join(h.operations)} | {h.rows}"
+            f" | {h.bytes} | {format_cost(h.cost_total)} | {h.attempts}"
+            f" | {', '.join(d or '' for d in h.drop_ids)} | {h.note.replace('|', '/')} |"
             for h in self.hours
         ]
+        counts: dict[str, int] = {}
+        for h in self.hours:
+            counts[h.status] = counts.get(h.status, 0) + 1
         meta: dict[str, Any] = {
             "mode": self.mode,
             "reason": self.reason,
             "submitted": self.submitted,
-            "dagster/row_count": sum(h.rows for h in self.hours),
-            "bodies": self.bodies,
+            "dagster/row_count": sum(h.rows for h in self.hours if h.operations),
+            "requests": self.requests,
             "bytes": self.total_bytes,
             "cost_total": dg.MetadataValue.text(format_cost(self.cost_total)),
+            **{f"hours/{status}": n for status, n in sorted(counts.items())},
             "hours": dg.MetadataValue.md("\n".join(lines)),
         }
+        if self.error:
+            meta["error"] = dg.MetadataValue.text(self.error)
         if self.directory is not None:
             meta["directory"] = dg.MetadataValue.path(str(self.directory))
         if self.manifest is not None:
@@ -324,38 +170,37 @@ class SubmissionReport:
         return meta
 
 
-def hour_reports(bodies: Sequence[Body]) -> tuple[HourReport, ...]:
-    """Per-hour operations, rows, bytes and cost over a list of bodies."""
-    operations: dict[datetime, list[str]] = {}
-    rows: dict[datetime, list[dict[str, str]]] = {}
-    for body in bodies:
-        for hour in body.hours:
-            stamp = format_hour(hour)
-            operations.setdefault(hour, []).append(body.operation)
-            rows.setdefault(hour, []).extend(r for r in body.rows if r["time/usage_start"] == stamp)
-    return tuple(
-        HourReport(
-            hour=hour,
-            operations=tuple(operations[hour]),
-            rows=len(rows[hour]),
-            bytes=sum(len(_dumps(r)) for r in rows[hour]),
-            cost_total=cost_total(rows[hour]),
-            cleared=any(r.get("resource/id") == EMPTY_HOUR_RESOURCE_ID for r in rows[hour]),
-        )
-        for hour in sorted(operations)
+def hour_report(hour: datetime, status: str, bodies: Sequence[Body], **extra: Any) -> HourReport:
+    """Operations, rows, bytes and cost of one hour over the bodies that carry it."""
+    rows = rows_by_hour(bodies).get(hour, []) if bodies else []
+    mine = [b for b in bodies if hour in b.hours]
+    real = [r for r in rows if r.get("resource/id") != EMPTY_HOUR_RESOURCE_ID]
+    return HourReport(
+        hour=hour,
+        status=status,
+        operations=tuple(b.operation for b in mine),
+        bodies=len(mine),
+        rows=len(real),
+        bytes=sum(len(dumps(r)) for r in rows),
+        cost_total=cost_total(real),
+        **extra,
     )
 
 
 class CloudZeroResource(dg.ConfigurableResource):
-    """CloudZero AnyCost Stream connection. This version only dry-runs: it writes the exact
-    request bodies to disk and reports them as a dry run, never as a submission."""
+    """A CloudZero AnyCost Stream connection (see the module docstring)."""
 
     api_key: str | None = None
     connection_id: str | None = None
     api_url: str = "https://api.cloudzero.com"
     timezone: str = "UTC"
-    dry_run: bool = True
+    dry_run: bool = False
     data_dir: str = "./data"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    timeout_seconds: float = 60.0
+    max_attempts: int = 8
+    retry_budget_seconds: float = 600.0
+    retry_base_delay_seconds: float = 1.0
 
     @property
     def has_credentials(self) -> bool:
@@ -363,39 +208,201 @@ class CloudZeroResource(dg.ConfigurableResource):
 
     @property
     def mode(self) -> str:
-        return "dry_run"
+        return LIVE if self.has_credentials and not self.dry_run else DRY_RUN
 
     @property
     def reason(self) -> str:
-        """Why bodies are not sent: the first of missing credentials, the dry-run switch,
-        and the fact that this version has no live client."""
         if not self.has_credentials:
             return REASON_NO_CREDENTIALS
-        if self.dry_run:
-            return REASON_DRY_RUN_SET
-        return REASON_NOT_AVAILABLE
+        return REASON_DRY_RUN_SET if self.dry_run else REASON_LIVE
 
     @property
     def billing_drops_url(self) -> str:
         """Where bodies are POSTed (the connection id is a placeholder until configured)."""
-        connection = CONNECTION_PLACEHOLDER
-        if self.connection_id:
-            connection = quote(self.connection_id, safe="")
+        connection = quote(self.connection_id, safe="") if self.connection_id else None
         base = self.api_url.rstrip("/")
-        return f"{base}/v2/connections/billing/anycost/{connection}/billing_drops"
+        return (
+            f"{base}/v2/connections/billing/anycost/"
+            f"{connection or CONNECTION_PLACEHOLDER}/billing_drops"
+        )
+
+    def receipts(self) -> ReceiptStore:
+        return ReceiptStore(self.data_dir, self.billing_drops_url)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            budget_seconds=self.retry_budget_seconds,
+            base_delay_seconds=self.retry_base_delay_seconds,
+        )
 
     def dry_run_dir(self, run_id: str) -> Path:
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run id {run_id!r} is not a safe directory name")
         return Path(self.data_dir) / DRY_RUN_DIR / run_id
 
-    def submit(self, bodies: Sequence[Body], run_id: str) -> SubmissionReport:
-        """Dry run: write each body's exact bytes and a manifest under
-        ``<data_dir>/cloudzero/dry_run/<run_id>/``; nothing is sent."""
+    def plan(
+        self, files: Mapping[datetime, CbfFile], force: bool = False
+    ) -> dict[datetime, Action]:
+        """Each hour's action from its CBF file and receipt (see ``plan_action``)."""
+        store = self.receipts()
+        return {
+            hour: plan_action(bool(f.rows), f.sha256, store.read(hour), force)
+            for hour, f in sorted(files.items())
+        }
+
+    def submit(
+        self,
+        files: Mapping[datetime, CbfFile],
+        run_id: str,
+        invalid: Mapping[datetime, Sequence[str]] | None = None,
+        force: bool = False,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> SubmissionReport:
+        """Send (or dry-run) what changed among ``files``; ``invalid`` hours are never sent.
+
+        Hours are delivered in order; the first failure stops the submission (the hours it
+        touched become ``uncertain``, later ones stay as they were) and is reported in
+        ``SubmissionReport.error``.
+        """
+        invalid = invalid or {}
+        actions = self.plan({h: f for h, f in files.items() if h not in invalid}, force)
+        outbound = {h: files[h].rows for h, a in actions.items() if a is Action.SEND}
+        outbound |= {h: [] for h, a in actions.items() if a is Action.CLEAR}
+        bodies = pack_bodies(outbound, self.max_body_bytes)
+        skipped = [
+            HourReport(hour, "invalid", note="; ".join(invalid[hour])) for hour in invalid
+        ] + [
+            HourReport(hour, "unchanged" if a is Action.UNCHANGED else "nothing to send")
+            for hour, a in actions.items()
+            if a in (Action.UNCHANGED, Action.NOTHING)
+        ]
+        log(
+            f"{self.mode}: {len(outbound)} of {len(files)} hours to send in {len(bodies)} "
+            f"bodies ({self.reason})"
+        )
+        if self.mode == DRY_RUN:
+            report = self._dry_run(bodies, run_id, actions)
+        else:
+            report = self._deliver(bodies, run_id, actions, files, log)
+        hours = tuple(sorted((*report.hours, *skipped), key=lambda h: h.hour))
+        return SubmissionReport(**{**report.__dict__, "hours": hours})
+
+    def _deliver(
+        self,
+        bodies: list[Body],
+        run_id: str,
+        actions: Mapping[datetime, Action],
+        files: Mapping[datetime, CbfFile],
+        log: Callable[[str], None],
+    ) -> SubmissionReport:
+        assert self.api_key is not None
+        stamp = _now()
+        transport = AnyCostTransport(self.billing_drops_url, self.api_key, self.timeout_seconds)
+        sender = AnyCostSender(transport, self.retry_policy())
+        reports: list[HourReport] = []
+        sent_bytes, error = 0, None
+        units = delivery_units(bodies)
+        try:
+            for n, unit in enumerate(units, start=1):
+                try:
+                    deliveries = sender.deliver(unit)
+                except CloudZeroError as failure:
+                    error = str(failure)
+                    reports += self._record_failure(unit, units[n:], failure, run_id, stamp)
+                    break
+                for delivery in deliveries:
+                    sent_bytes += sum(b.size for b in delivery.bodies)
+                    reports += self._record_delivery(delivery, actions, files, run_id, stamp)
+                log(f"unit {n}/{len(units)} accepted ({sender.posts} requests so far)")
+        finally:
+            transport.close()
+        return SubmissionReport(
+            mode=LIVE,
+            reason=self.reason,
+            run_id=run_id,
+            requests=sender.posts,
+            total_bytes=sent_bytes,
+            hours=tuple(reports),
+            error=error,
+        )
+
+    def _record_delivery(
+        self,
+        delivery: Delivery,
+        actions: Mapping[datetime, Action],
+        files: Mapping[datetime, CbfFile],
+        run_id: str,
+        stamp: str,
+    ) -> list[HourReport]:
+        reports = []
+        for hour in sorted({h for b in delivery.bodies for h in b.hours}):
+            cleared = actions[hour] is Action.CLEAR
+            report = hour_report(
+                hour,
+                "cleared" if cleared else "sent",
+                delivery.bodies,
+                attempts=delivery.attempts,
+                drop_ids=tuple(delivery.drop_ids),
+                note="; ".join(delivery.failures),
+            )
+            mine = [b for b in delivery.bodies if hour in b.hours]
+            receipt = Receipt(
+                hour=format_hour(hour),
+                state=CLEARED if cleared else SUBMITTED,
+                cbf_sha256=files[hour].sha256,
+                destination=self.billing_drops_url,
+                run_id=run_id,
+                submitted_at=stamp,
+                operations=list(report.operations),
+                bodies=report.bodies,
+                rows=report.rows,
+                bytes=report.bytes,
+                cost_total=format_cost(report.cost_total),
+                attempts=report.attempts,
+                drop_ids=list(delivery.drop_ids),
+                idempotency_keys=[b.idempotency_key for b in mine],
+                notes=list(delivery.failures),
+            )
+            self.receipts().write(hour, receipt)
+            reports.append(report)
+        return reports
+
+    def _record_failure(
+        self,
+        unit: list[Body],
+        later: Sequence[list[Body]],
+        failure: CloudZeroError,
+        run_id: str,
+        stamp: str,
+    ) -> list[HourReport]:
+        """The failed unit's hours become ``uncertain``; later units were never sent."""
+        reports = []
+        for hour in sorted({h for b in unit for h in b.hours}):
+            self.receipts().write(
+                hour,
+                Receipt(
+                    hour=format_hour(hour),
+                    state=UNCERTAIN,
+                    cbf_sha256=None,
+                    destination=self.billing_drops_url,
+                    run_id=run_id,
+                    submitted_at=stamp,
+                    error=str(failure),
+                ),
+            )
+            reports.append(hour_report(hour, "failed", unit, note=str(failure)))
+        for other in later:
+            for hour in sorted({h for b in other for h in b.hours}):
+                reports.append(HourReport(hour, "not sent", note="an earlier hour failed"))
+        return reports
+
+    def _dry_run(
+        self, bodies: list[Body], run_id: str, actions: Mapping[datetime, Action]
+    ) -> SubmissionReport:
+        """Write each body's exact bytes and a manifest; nothing is sent, nothing receipted."""
         directory = self.dry_run_dir(run_id)
-        url = self.billing_drops_url
-        files: list[Path] = []
-        entries: list[dict[str, Any]] = []
+        files, entries = [], []
         for n, body in enumerate(bodies, start=1):
             path = directory / f"body-{n:04d}.json"
             data = body.to_bytes()
@@ -411,22 +418,24 @@ class CloudZeroResource(dg.ConfigurableResource):
                     "bytes": body.size,
                     "cost_total": format_cost(body.cost_total),
                     "idempotency_key": body.idempotency_key,
-                    "url": url,
                 }
             )
         if directory.exists():  # a re-run of the same run id with fewer bodies
             for stale in directory.glob("body-*.json"):
                 if stale not in files:
                     stale.unlink()
-        hours = hour_reports(bodies)
-        total = cost_total([r for b in bodies for r in b.rows])
-        manifest = {
-            "mode": self.mode,
+        hours = tuple(
+            hour_report(
+                hour, "dry run: would clear" if actions[hour] is Action.CLEAR else "dry run", bodies
+            )
+            for hour in sorted(rows_by_hour(bodies))
+        )
+        manifest: dict[str, Any] = {
+            "mode": DRY_RUN,
             "reason": self.reason,
             "submitted": False,
             "run_id": run_id,
-            "api_url": self.api_url,
-            "connection_id": self.connection_id,
+            "url": self.billing_drops_url,
             "timezone": self.timezone,
             "bodies": entries,
             "hours": [h.as_dict() for h in hours],
@@ -435,14 +444,17 @@ class CloudZeroResource(dg.ConfigurableResource):
         text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
         atomic_write(manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return SubmissionReport(
-            mode=self.mode,
+            mode=DRY_RUN,
             reason=self.reason,
             run_id=run_id,
+            requests=0,
+            total_bytes=sum(b.size for b in bodies),
+            hours=hours,
             directory=directory,
             manifest=manifest_path,
             files=tuple(files),
-            bodies=len(bodies),
-            total_bytes=sum(b.size for b in bodies),
-            cost_total=total,
-            hours=hours,
         )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,148 @@
+"""``cloudzero_cbf_sensor``: submit the hours whose CBF file changed since CloudZero got it.
+
+The sensor reads every ``cloudzero_cbf`` materialization after its cursor (a storage id),
+not only the latest one (as ``@asset_sensor`` would), so a backfill's hundreds of
+partition events are all seen. For each hour touched it compares the CBF file's SHA-256
+with the hour's receipt; hours that CloudZero already holds byte for byte are dropped.
+The rest are grouped into contiguous ranges, one ``cloudzero_submit_job`` run each.
+
+A run key names the range and a digest of each hour's (file hash, receipt) pair, so the
+same change is requested once however often the hour is re-materialised unchanged, and a
+restatement (new hash) always gets a new run. A change whose run failed is requested again
+(the key gains the number of failed runs) on the hour's next materialization.
+"""
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import dagster as dg
+
+from assets.cbf import cbf_hour_path, format_hour, load_cbf_file
+from pipelines.jobs import cloudzero_submit_job, partition_range_tags
+from pipelines.partitions import partition_hour, partition_key
+from resources.cloudzero import CloudZeroResource
+from resources.cloudzero_receipts import Action, plan_action
+from resources.lake import LakeResource
+
+CBF_ASSET = dg.AssetKey("cloudzero_cbf")
+CHANGE_TAG = "cloudzero/change"
+PAGE_SIZE = 1000
+MAX_PAGES = 50  # events read per tick; the cursor carries on from there next tick
+UNFINISHED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+@dataclass(frozen=True)
+class HourChange:
+    """An hour whose CBF file differs from what its receipt says CloudZero holds."""
+
+    hour: datetime
+    cbf_sha256: str
+    receipt: str  # the receipt's file hash, its state when it has none, or "none"
+
+    def line(self) -> str:
+        return f"{format_hour(self.hour)} {self.cbf_sha256} {self.receipt}"
+
+
+def changed_hours(
+    hours: Iterable[datetime], data_dir: str, cloudzero: CloudZeroResource
+) -> list[HourChange]:
+    """The hours among ``hours`` that a submission would send or clear, in order."""
+    store, changes = cloudzero.receipts(), []
+    for hour in sorted(set(hours)):
+        path = cbf_hour_path(data_dir, hour)
+        if not path.exists():  # removed since it was materialised: nothing to send
+            continue
+        cbf = load_cbf_file(path)
+        receipt = store.read(hour)
+        if plan_action(bool(cbf.rows), cbf.sha256, receipt, force=False) in (
+            Action.SEND,
+            Action.CLEAR,
+        ):
+            marker = "none" if receipt is None else (receipt.cbf_sha256 or receipt.state)
+            changes.append(HourChange(hour, cbf.sha256, marker))
+    return changes
+
+
+def contiguous(changes: list[HourChange]) -> list[list[HourChange]]:
+    """Sorted changes split wherever an hour is skipped."""
+    runs: list[list[HourChange]] = []
+    for change in changes:
+        if runs and change.hour - runs[-1][-1].hour == timedelta(hours=1):
+            runs[-1].append(change)
+        else:
+            runs.append([change])
+    return runs
+
+
+def change_key(changes: list[HourChange]) -> str:
+    """``<first>..<last>:<digest of every hour's file hash and receipt>``."""
+    digest = hashlib.sha256("\n".join(c.line() for c in changes).encode()).hexdigest()
+    return f"{partition_key(changes[0].hour)}..{partition_key(changes[-1].hour)}:{digest[:32]}"
+
+
+def submission_requests(
+    changes: list[HourChange], failed_runs: dict[str, int] | None = None
+) -> list[dg.RunRequest]:
+    """One run request per contiguous range of changed hours."""
+    requests = []
+    for group in contiguous(changes):
+        key = change_key(group)
+        failures = (failed_runs or {}).get(key, 0)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{key}:retry-{failures}" if failures else key,
+                tags={
+                    **partition_range_tags(
+                        partition_key(group[0].hour), partition_key(group[-1].hour)
+                    ),
+                    CHANGE_TAG: key,
+                },
+            )
+        )
+    return requests
+
+
+def _failed_runs(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, int]:
+    counts = {}
+    for key in keys:
+        runs = instance.get_runs(dg.RunsFilter(tags={CHANGE_TAG: key}, statuses=UNFINISHED))
+        if runs:
+            counts[key] = len(runs)
+    return counts
+
+
+@dg.sensor(
+    job=cloudzero_submit_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests cloudzero_submit_job for the hours whose CBF file changed "
+    "(content hash vs. receipt), one run per contiguous range.",
+)
+def cloudzero_cbf_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, cloudzero: CloudZeroResource
+) -> dg.SensorResult:
+    cursor = int(context.cursor) if context.cursor else 0
+    hours: set[datetime] = set()
+    for _ in range(MAX_PAGES):
+        page = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=CBF_ASSET, after_storage_id=cursor),
+            limit=PAGE_SIZE,
+            ascending=True,
+        )
+        for record in page.records:
+            cursor = max(cursor, record.storage_id)
+            if record.partition_key:
+                hours.add(partition_hour(record.partition_key))
+        if not page.has_more:
+            break
+    changes = changed_hours(hours, lake.data_dir, cloudzero)
+    keys = [change_key(group) for group in contiguous(changes)]
+    requests = submission_requests(changes, _failed_runs(context.instance, keys))
+    if hours:
+        context.log.info(
+            f"{len(hours)} CBF hours materialised, {len(changes)} changed: "
+            f"{len(requests)} submission run(s) requested"
+        )
+    return dg.SensorResult(run_requests=requests, cursor=str(cursor))
