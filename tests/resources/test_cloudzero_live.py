@@ -1,0 +1,148 @@
+"""Live submission against the fake AnyCost server: whatever the faults, CloudZero's ledger
+ends equal to the CBF files, hour by hour, row by row, cost to the last digit."""
+
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from assets.cbf import cost_total, format_hour
+from resources.cloudzero import CloudZeroResource
+from tests.cbf_rows import ledger_differences, row, write_cbf_files
+from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost, Fault
+
+# Hours around a month boundary, so bodies must also split by month.
+HOURS = [datetime(2026, 1, 31, 21, tzinfo=timezone.utc) + timedelta(hours=h) for h in range(6)]
+CLIENT_MAX_BODY = 5_000  # about 14 rows: an hour of 15+ rows needs sum continuations
+READ_TIMEOUT = 0.2
+
+FAULTS = st.sampled_from(
+    [
+        Fault.status(429, retry_after=0),
+        Fault.status(500),
+        Fault.status(503, applied=True),  # applied, then an error: ambiguous
+        Fault.status(502),
+        Fault.drop(),
+        Fault.drop(applied=True),
+        Fault.hang(READ_TIMEOUT * 2),  # applied, answer never arrives: a timeout
+        Fault.slow(0.01),
+    ]
+)
+
+
+def hour_version(hour: datetime, version: int, count: int) -> list[dict[str, str]]:
+    """Rows of one hour; another ``version`` is a restatement (other resources, costs)."""
+    return [row(hour, f"v{version}-agent-{i:03d}", cost=f"{version}.{i:06d}") for i in range(count)]
+
+
+CONTENTS = st.dictionaries(
+    st.sampled_from(HOURS),
+    st.tuples(st.integers(0, 3), st.integers(0, 40)),  # (version, rows): 0 rows = empty hour
+    min_size=1,
+    max_size=len(HOURS),
+)
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    with FakeAnyCost() as roomy, FakeAnyCost(max_body_bytes=3_000) as strict:
+        yield {"roomy": roomy, "strict": strict}  # strict answers 413 to our full bodies
+
+
+def resource(fake: FakeAnyCost, data_dir: Path) -> CloudZeroResource:
+    return CloudZeroResource(
+        api_key=API_KEY,
+        connection_id=CONNECTION_ID,
+        api_url=fake.url,
+        data_dir=str(data_dir),
+        max_body_bytes=CLIENT_MAX_BODY,
+        timeout_seconds=READ_TIMEOUT,
+        max_attempts=40,
+        retry_budget_seconds=60,
+        retry_base_delay_seconds=0.001,
+    )
+
+
+def submit(fake, data_dir, contents, faults, run_id):
+    files = write_cbf_files(data_dir, {h: hour_version(h, v, n) for h, (v, n) in contents.items()})
+    fake.inject(*faults)
+    report = resource(fake, data_dir).submit(files, run_id=run_id)
+    assert report.error is None and report.failed_hours == ()
+    return files, report
+
+
+@settings(
+    derandomize=True,
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    first=CONTENTS,
+    second=CONTENTS,
+    faults=st.lists(FAULTS, max_size=8),
+    later_faults=st.lists(FAULTS, max_size=4),
+    server=st.sampled_from(["roomy", "strict"]),
+)
+def test_ledger_equals_the_cbf_files_after_any_faults(
+    fakes, first, second, faults, later_faults, server
+):
+    fake = fakes[server]
+    fake.reset()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        files, _ = submit(fake, data_dir, first, faults, "run-1")
+        assert ledger_differences(fake.ledger, files) == []
+
+        # Restate, empty or keep each hour, then submit every hour again.
+        contents = first | second
+        before = len(fake.requests)
+        files, report = submit(fake, data_dir, contents, later_faults, "run-2")
+        assert ledger_differences(fake.ledger, files) == []
+        touched = {h for r in fake.requests[before:] for h in r.hours}
+        unchanged = {h for h in contents if contents[h] == first.get(h)}
+        never_rows = {h for h in contents if contents[h][1] == 0 and first.get(h, (0, 0))[1] == 0}
+        assert touched.isdisjoint({format_hour(h) for h in unchanged | never_rows})
+        statuses = {r.hour: r.status for r in report.hours}
+        assert {h for h, s in statuses.items() if s in ("unchanged", "nothing to send")} == (
+            unchanged | never_rows
+        ) & set(statuses)
+        requests = fake.requests
+        event(f"413 splits: {min(sum(r.status == 413 for r in requests), 3)}+")
+        event(f"sum continuations: {min(sum(r.operation == 'sum' for r in requests), 3)}+")
+        event(f"faults taken: {min(sum(r.fault is not None for r in requests), 5)}+")
+    assert fake.violations == []
+
+
+def test_an_oversize_hour_whose_continuation_fails_arrives_whole(fakes, tmp_path):
+    fake = fakes["roomy"]
+    fake.reset()
+    hour = HOURS[0]
+    contents = {hour: (1, 60)}  # about four bodies: replace_hourly then sums
+    fake.inject(Fault.slow(0), Fault.drop(applied=True))  # second body: applied, no answer
+    files, report = submit(fake, tmp_path, contents, [], "run-1")
+    operations = [r.operation for r in fake.requests]
+    restart = operations.index("replace_hourly", 1)
+    assert operations[:2] == ["replace_hourly", "sum"] and restart == 2
+    assert ledger_differences(fake.ledger, files) == []
+    assert fake.hour_totals() == {format_hour(hour): cost_total(files[hour].rows)}
+    [hour_report] = report.hours
+    assert hour_report.operations[0] == "replace_hourly" and "hour restarted" in hour_report.note
+
+
+def test_receipts_record_what_cloudzero_holds(fakes, tmp_path):
+    fake = fakes["roomy"]
+    fake.reset()
+    fake.inject(Fault.status(429, retry_after=0))
+    files, report = submit(fake, tmp_path, {HOURS[0]: (1, 3), HOURS[1]: (1, 2)}, [], "run-1")
+    receipt = resource(fake, tmp_path).receipts().read(HOURS[0])
+    assert receipt.state == "submitted" and receipt.cbf_sha256 == files[HOURS[0]].sha256
+    assert receipt.operations == ["replace_hourly"] and receipt.rows == 3
+    assert receipt.attempts == 2 and receipt.run_id == "run-1"
+    assert receipt.drop_ids == [r.drop_id for r in fake.requests if r.status == 200]
+    assert receipt.cost_total == "3.000003"  # 1.000000 + 1.000001 + 1.000002
+    assert API_KEY not in resource(fake, tmp_path).receipts().path(HOURS[0]).read_text()
+    assert report.submitted and report.metadata()["mode"] == "live"
