@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# Dagster's default local instance, created once, without usage telemetry.
-$(DAGSTER_HOME)/dagster.yaml:
+# Dagster's default local instance, created once (never overwritten) from ./dagster.yaml:
+# no telemetry, and the "cloudzero" pool limited to one step at a time.
+$(DAGSTER_HOME)/dagster.yaml: | dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	cp dagster.yaml $@
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m demo

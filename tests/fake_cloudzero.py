@@ -32,17 +32,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
-import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import MAX_PREC, Context, Decimal, localcontext
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from tests.fake_server import FakeHandler, FakeServer, shutdown_socket
 
 API_KEY = "cz-fake-api-key-7e41"
 CONNECTION_ID = "conn-fake-0001"
@@ -124,7 +123,7 @@ class InvalidBody(ValueError):
     """A body CloudZero would refuse with 400; the text is the message."""
 
 
-class FakeAnyCost:
+class FakeAnyCost(FakeServer):
     """The fake API; a context manager serving on ``url`` (the base URL) until it exits."""
 
     def __init__(
@@ -137,24 +136,15 @@ class FakeAnyCost:
         self.api_key, self.connection_id = api_key, connection_id
         self.max_body_bytes = max_body_bytes
         self.honour_idempotency_key = honour_idempotency_key
-        self._lock = threading.Lock()
+        super().__init__(_Handler)
         self._ledger: dict[str, list[dict[str, str]]] = {}
         self._requests: list[ReceivedRequest] = []
         self._violations: list[str] = []
         self._faults: deque[Fault] = deque()
         self._applied_keys: dict[str, str] = {}  # idempotency key → drop_id
         self._in_flight = 0
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # --- what tests read (snapshots, taken under the lock) ---
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def billing_drops_url(self) -> str:
@@ -202,39 +192,6 @@ class FakeAnyCost:
             self._violations.clear()
             self._faults.clear()
             self._applied_keys.clear()
-
-    # --- lifecycle ---
-
-    def start(self) -> FakeAnyCost:
-        self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler)  # port 0: the OS picks a free one
-        self._server.fake = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Release slow/hanging handlers, close open connections, stop within ``timeout``."""
-        if self._server is None:
-            return
-        self._stopping.set()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            _shutdown(connection)
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._server = None
-
-    def __enter__(self) -> FakeAnyCost:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- used by the handler ---
 
@@ -322,43 +279,13 @@ def _month_of_hour(hour: str) -> str | None:
         return None
 
 
-def _shutdown(connection: socket.socket) -> None:
-    try:
-        connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler still holding at shutdown does not hold the process
-    fake: FakeAnyCost
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the client's single pooled connection
-    timeout = 30  # an idle keep-alive connection is closed after this
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
-    server: _Server
+class _Handler(FakeHandler[FakeAnyCost]):
+    """The endpoint, on keep-alive connections like the client's single pooled one."""
 
     def setup(self) -> None:
         super().setup()
         self._flying = False  # this request counts as in flight
         self._concurrent = 0  # requests in flight when this one arrived, if more than itself
-        fake = self.server.fake
-        with fake._lock:
-            fake._connections.add(self.connection)
-
-    def finish(self) -> None:
-        fake = self.server.fake
-        with fake._lock:
-            fake._connections.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        pass  # quiet tests; requests are recorded instead
 
     def parse_request(self) -> bool:
         """Request line and headers are in: record the request and count it in flight."""
@@ -494,4 +421,4 @@ class _Handler(BaseHTTPRequestHandler):
         self._land()
         self._record.finished_at = time.monotonic()
         self.close_connection = True
-        _shutdown(self.connection)
+        shutdown_socket(self.connection)

@@ -21,16 +21,15 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fake_server import FakeHandler, FakeServer
 
 MASTER_KEY = "sk-fake-master-4f7a19c2d0"
 SPEND_LOGS_PATH = "/spend/logs/v2"
@@ -184,7 +183,7 @@ class _StoredRow:
     row: dict[str, Any]
 
 
-class FakeLiteLLM:
+class FakeLiteLLM(FakeServer):
     """The fake proxy; a context manager that serves on ``url`` until it exits."""
 
     def __init__(
@@ -202,15 +201,11 @@ class FakeLiteLLM:
         self.retry_after = retry_after
         self.hang_s = hang_s
         self.has_database = has_database
-        self._lock = threading.Lock()
+        super().__init__(_Handler)
         self._rows: list[_StoredRow] = []
         self._starts: list[datetime] = []
         self._actions: deque[Action] = deque()
         self._requests: list[ServedRequest] = []
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.add_rows(rows)
 
     # --- setup ---
@@ -230,52 +225,12 @@ class FakeLiteLLM:
             self._actions.extend(actions)
 
     @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
     def requests(self) -> list[ServedRequest]:
         with self._lock:
             return list(self._requests)
 
     def spend_log_requests(self) -> list[ServedRequest]:
         return [r for r in self.requests if r.path == SPEND_LOGS_PATH]
-
-    # --- lifecycle ---
-
-    def start(self) -> FakeLiteLLM:
-        self._server = _Server(("127.0.0.1", 0), _Handler)  # port 0: the OS picks a free one
-        self._server.fake = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Release hanging handlers, close open connections, stop within ``timeout``."""
-        if self._server is None:
-            return
-        self._stopping.set()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._server = None
-
-    def __enter__(self) -> FakeLiteLLM:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- what a request gets ---
 
@@ -286,14 +241,6 @@ class FakeLiteLLM:
     def _record(self, request: ServedRequest) -> None:
         with self._lock:
             self._requests.append(request)
-
-    def _connection_opened(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._connections.add(connection)
-
-    def _connection_closed(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._connections.discard(connection)
 
     def _select(self, start: datetime, end: datetime, sort_by: str, descending: bool) -> list:
         with self._lock:
@@ -306,29 +253,8 @@ class FakeLiteLLM:
         return sorted(rows, key=lambda s: _sort_key(s.row.get(sort_by)), reverse=descending)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler still hanging at shutdown does not hold the process
-    fake: FakeLiteLLM
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a real proxy behind uvicorn
-    timeout = 30  # an idle keep-alive connection is closed after this
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.fake._connection_opened(self.connection)
-
-    def finish(self) -> None:
-        self.server.fake._connection_closed(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        pass  # quiet tests; requests are recorded instead
+class _Handler(FakeHandler[FakeLiteLLM]):
+    """The proxy's routes, on keep-alive connections as a real proxy behind uvicorn serves them."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         fake = self.server.fake
