@@ -55,6 +55,19 @@ def test_jobs_split_the_pipeline_from_the_submission():
     assert graph.get_all_asset_keys() == hourly | submit
 
 
+def test_the_sensor_check_and_pool_guard_the_submission():
+    defs = definitions.defs
+    sensor = defs.resolve_sensor_def("cloudzero_cbf_sensor")
+    assert sensor.job_name == "cloudzero_submit_job"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    hourly = defs.resolve_job_def("hourly_spend_job")
+    [check] = hourly.asset_layer.asset_graph.asset_check_keys
+    assert check == dg.AssetCheckKey(dg.AssetKey("cloudzero_cbf"), "cloudzero_cbf_is_valid")
+    assert asset_graph().get_check_spec(check).blocking
+    submission = asset_graph().get(dg.AssetKey("cloudzero_submission"))
+    assert submission.pools == {"cloudzero"}
+
+
 def test_resources_come_from_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("SPEND_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("CLOUDZERO_API_URL", "http://127.0.0.1:9")
