@@ -141,6 +141,9 @@ def cloudzero_submission(
     report = cloudzero.submit(
         files, context.run.run_id, invalid=invalid, force=config.force, log=context.log.info
     )
+    for month in report.months:
+        if month.warning:
+            context.log.warning(month.warning)
     if report.failed_hours:
         reasons = [f"{h.hour:%Y-%m-%dT%H}:00Z {h.status}: {h.note}" for h in report.failed_hours]
         raise dg.Failure(

@@ -62,6 +62,10 @@ REASON_NO_CREDENTIALS = "no credentials (set CLOUDZERO_API_KEY and CLOUDZERO_CON
 REASON_DRY_RUN_SET = "CLOUDZERO_DRY_RUN is set"
 REASON_LIVE = "credentials configured"
 
+# CloudZero's limits per month and connection.
+MONTH_ROW_LIMIT = 1_000_000
+MONTH_BYTE_LIMIT = 70_000_000
+
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -96,6 +100,24 @@ class HourReport:
 
 
 @dataclass(frozen=True)
+class MonthUsage:
+    """Rows and row bytes a month holds in CloudZero once this submission lands."""
+
+    month: str
+    rows: int
+    bytes: int
+
+    @property
+    def warning(self) -> str | None:
+        if self.rows <= MONTH_ROW_LIMIT and self.bytes <= MONTH_BYTE_LIMIT:
+            return None
+        return (
+            f"{self.month} holds {self.rows:,} rows / {self.bytes:,} bytes, over CloudZero's "
+            f"{MONTH_ROW_LIMIT:,} rows / {MONTH_BYTE_LIMIT:,} bytes per month"
+        )
+
+
+@dataclass(frozen=True)
 class SubmissionReport:
     """The outcome of :meth:`CloudZeroResource.submit`. ``submitted`` is False in a dry run."""
 
@@ -109,6 +131,7 @@ class SubmissionReport:
     manifest: Path | None = None
     files: tuple[Path, ...] = ()
     error: str | None = None
+    months: tuple[MonthUsage, ...] = ()
 
     @property
     def submitted(self) -> bool:
@@ -161,6 +184,12 @@ class SubmissionReport:
             **{f"hours/{status}": n for status, n in sorted(counts.items())},
             "hours": dg.MetadataValue.md("\n".join(lines)),
         }
+        for month in self.months:
+            meta[f"month/{month.month}/rows"] = month.rows
+            meta[f"month/{month.month}/bytes"] = month.bytes
+        warnings = [m.warning for m in self.months if m.warning]
+        if warnings:
+            meta["month_limit_warnings"] = dg.MetadataValue.text("; ".join(warnings))
         if self.error:
             meta["error"] = dg.MetadataValue.text(self.error)
         if self.directory is not None:
@@ -251,6 +280,26 @@ class CloudZeroResource(dg.ConfigurableResource):
             for hour, f in sorted(files.items())
         }
 
+    def month_usage(self, files: Mapping[datetime, CbfFile]) -> tuple[MonthUsage, ...]:
+        """What each month touched by ``files`` holds once they land: these files, plus what
+        the receipts say the month's other hours hold."""
+        usage = []
+        for month in sorted({f"{h.astimezone(timezone.utc):%Y-%m}" for h in files}):
+            held = {
+                stamp: (r.rows, r.bytes)
+                for stamp, r in self.receipts().month(month).items()
+                if r.state != UNCERTAIN
+            }
+            for hour, cbf in files.items():
+                if f"{hour.astimezone(timezone.utc):%Y-%m}" == month:
+                    held[format_hour(hour)] = (len(cbf.rows), sum(len(dumps(r)) for r in cbf.rows))
+            usage.append(
+                MonthUsage(
+                    month, sum(r for r, _ in held.values()), sum(b for _, b in held.values())
+                )
+            )
+        return tuple(usage)
+
     def submit(
         self,
         files: Mapping[datetime, CbfFile],
@@ -286,7 +335,8 @@ class CloudZeroResource(dg.ConfigurableResource):
         else:
             report = self._deliver(bodies, run_id, actions, files, log)
         hours = tuple(sorted((*report.hours, *skipped), key=lambda h: h.hour))
-        return SubmissionReport(**{**report.__dict__, "hours": hours})
+        months = self.month_usage({h: f for h, f in files.items() if h not in invalid})
+        return SubmissionReport(**{**report.__dict__, "hours": hours, "months": months})
 
     def _deliver(
         self,

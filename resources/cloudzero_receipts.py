@@ -93,7 +93,16 @@ class ReceiptStore:
 
     def read(self, hour: datetime) -> Receipt | None:
         """The hour's receipt for this destination; None when nothing was sent there."""
-        path = self.path(hour)
+        return self._load(self.path(hour))
+
+    def month(self, month: str) -> dict[str, Receipt]:
+        """This destination's receipts for the hours of ``month`` (YYYY-MM), by hour text."""
+        receipts = (
+            self._load(p) for p in sorted(self.root.glob(f"date={month}-*/hour=*/{RECEIPT_FILE}"))
+        )
+        return {r.hour: r for r in receipts if r is not None}
+
+    def _load(self, path: Path) -> Receipt | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -1,6 +1,7 @@
 """Live submission against the fake AnyCost server: whatever the faults, CloudZero's ledger
 ends equal to the CBF files, hour by hour, row by row, cost to the last digit."""
 
+import json
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from assets.cbf import cost_total, format_hour
-from resources.cloudzero import CloudZeroResource
+from resources.cloudzero import CloudZeroResource, MonthUsage
 from tests.cbf_rows import ledger_differences, row, write_cbf_files
 from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost, Fault
 
@@ -145,4 +146,39 @@ def test_receipts_record_what_cloudzero_holds(fakes, tmp_path):
     assert receipt.drop_ids == [r.drop_id for r in fake.requests if r.status == 200]
     assert receipt.cost_total == "3.000003"  # 1.000000 + 1.000001 + 1.000002
     assert API_KEY not in resource(fake, tmp_path).receipts().path(HOURS[0]).read_text()
-    assert report.submitted and report.metadata()["mode"] == "live"
+    meta = report.metadata()
+    assert report.submitted and meta["mode"] == "live"
+    row_bytes = sum(
+        len(json.dumps(r, separators=(",", ":"))) for f in files.values() for r in f.rows
+    )
+    assert report.months == (MonthUsage("2026-01", 5, row_bytes),)
+    assert meta["month/2026-01/rows"] == 5 and "month_limit_warnings" not in meta
+
+    # Another submission of one more hour: the month also counts the hours sent before.
+    later = write_cbf_files(tmp_path, {HOURS[2]: hour_version(HOURS[2], 1, 4)})
+    report = resource(fake, tmp_path).submit(later, run_id="run-2")
+    assert report.months[0].rows == 9
+
+
+def test_month_usage_warns_over_cloudzero_s_monthly_limits():
+    assert MonthUsage("2026-04", 1_000_000, 70_000_000).warning is None
+    assert "over CloudZero's" in MonthUsage("2026-04", 1_000_001, 10).warning
+    assert "70,000,001 bytes" in MonthUsage("2026-04", 10, 70_000_001).warning
+
+
+def test_a_refused_key_stops_at_once_with_cloudzero_s_message(fakes, tmp_path):
+    fake = fakes["roomy"]
+    fake.reset()
+    files = write_cbf_files(tmp_path, {h: hour_version(h, 1, 20) for h in HOURS[:3]})
+    wrong = resource(fake, tmp_path).model_copy(update={"api_key": "cz-wrong-key-0000"})
+    report = wrong.submit(files, run_id="run-1")
+    assert len(fake.requests) == 1  # no retry
+    assert "HTTP 403" in report.error and fake.requests[0].message in report.error
+    assert "cz-wrong-key-0000" not in report.error
+    statuses = [h.status for h in report.hours]
+    assert statuses[0] == "failed" and set(statuses[1:]) == {"not sent"}
+    store = wrong.receipts()
+    failed = [h.hour for h in report.hours if h.status == "failed"]
+    assert {store.read(h).state for h in failed} == {"uncertain"}
+    assert all(store.read(h.hour) is None for h in report.hours if h.status == "not sent")
+    assert fake.ledger == {}
