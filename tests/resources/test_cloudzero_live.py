@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from assets.cbf import cost_total, format_hour
-from resources.cloudzero import CloudZeroResource, MonthUsage
+from resources.cloudzero import CloudZeroResource
+from resources.cloudzero_report import MonthUsage
 from tests.cbf_rows import ledger_differences, row, write_cbf_files
 from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost, Fault
 

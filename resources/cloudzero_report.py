@@ -1,0 +1,167 @@
+"""What a CloudZero submission did, hour by hour and month by month, for Dagster's UI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from assets.cbf import cost_total, format_cost, format_hour
+from resources.cloudzero_bodies import EMPTY_HOUR_RESOURCE_ID, Body, dumps, rows_by_hour
+
+LIVE, DRY_RUN = "live", "dry_run"
+# CloudZero's limits per month and connection.
+MONTH_ROW_LIMIT = 1_000_000
+MONTH_BYTE_LIMIT = 70_000_000
+
+
+@dataclass(frozen=True)
+class HourReport:
+    """What happened to one hour: its plan, and what was (or would be) sent for it."""
+
+    hour: datetime
+    status: str  # sent, cleared, dry run, unchanged, nothing to send, invalid, failed, not sent
+    operations: tuple[str, ...] = ()
+    bodies: int = 0
+    rows: int = 0
+    bytes: int = 0  # the hour's share of the body bytes: its serialized rows
+    cost_total: Decimal = Decimal(0)
+    attempts: int = 0
+    drop_ids: tuple[str | None, ...] = ()
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hour": format_hour(self.hour),
+            "status": self.status,
+            "operations": list(self.operations),
+            "bodies": self.bodies,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "cost_total": format_cost(self.cost_total),
+            "attempts": self.attempts,
+            "drop_ids": list(self.drop_ids),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class MonthUsage:
+    """Rows and row bytes a month holds in CloudZero once this submission lands."""
+
+    month: str
+    rows: int
+    bytes: int
+
+    @property
+    def warning(self) -> str | None:
+        if self.rows <= MONTH_ROW_LIMIT and self.bytes <= MONTH_BYTE_LIMIT:
+            return None
+        return (
+            f"{self.month} holds {self.rows:,} rows / {self.bytes:,} bytes, over CloudZero's "
+            f"{MONTH_ROW_LIMIT:,} rows / {MONTH_BYTE_LIMIT:,} bytes per month"
+        )
+
+
+@dataclass(frozen=True)
+class SubmissionReport:
+    """The outcome of :meth:`CloudZeroResource.submit`. ``submitted`` is False in a dry run."""
+
+    mode: str
+    reason: str
+    run_id: str
+    requests: int
+    total_bytes: int
+    hours: tuple[HourReport, ...]
+    directory: Path | None = None
+    manifest: Path | None = None
+    files: tuple[Path, ...] = ()
+    error: str | None = None
+    months: tuple[MonthUsage, ...] = ()
+
+    @property
+    def submitted(self) -> bool:
+        return self.mode == LIVE and any(h.status in ("sent", "cleared") for h in self.hours)
+
+    @property
+    def failed_hours(self) -> tuple[HourReport, ...]:
+        return tuple(h for h in self.hours if h.status in ("invalid", "failed", "not sent"))
+
+    @property
+    def cost_total(self) -> Decimal:
+        return sum((h.cost_total for h in self.hours if h.operations), Decimal(0))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "submitted": self.submitted,
+            "run_id": self.run_id,
+            "requests": self.requests,
+            "total_bytes": self.total_bytes,
+            "cost_total": format_cost(self.cost_total),
+            "error": self.error,
+            "hours": [h.as_dict() for h in self.hours],
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """Dagster materialization metadata: says plainly whether anything was sent."""
+        lines = [
+            "| hour | status | operations | rows | bytes | cost | attempts | drop id | note |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {format_hour(h.hour)} | {h.status} | {', '.join(h.operations)} | {h.rows}"
+            f" | {h.bytes} | {format_cost(h.cost_total)} | {h.attempts}"
+            f" | {', '.join(d or '' for d in h.drop_ids)} | {h.note.replace('|', '/')} |"
+            for h in self.hours
+        ]
+        counts: dict[str, int] = {}
+        for h in self.hours:
+            counts[h.status] = counts.get(h.status, 0) + 1
+        meta: dict[str, Any] = {
+            "mode": self.mode,
+            "reason": self.reason,
+            "submitted": self.submitted,
+            "dagster/row_count": sum(h.rows for h in self.hours if h.operations),
+            "requests": self.requests,
+            "bytes": self.total_bytes,
+            "cost_total": dg.MetadataValue.text(format_cost(self.cost_total)),
+            **{f"hours/{status}": n for status, n in sorted(counts.items())},
+            "hours": dg.MetadataValue.md("\n".join(lines)),
+        }
+        for month in self.months:
+            meta[f"month/{month.month}/rows"] = month.rows
+            meta[f"month/{month.month}/bytes"] = month.bytes
+        warnings = [m.warning for m in self.months if m.warning]
+        if warnings:
+            meta["month_limit_warnings"] = dg.MetadataValue.text("; ".join(warnings))
+        if self.error:
+            meta["error"] = dg.MetadataValue.text(self.error)
+        if self.directory is not None:
+            meta["directory"] = dg.MetadataValue.path(str(self.directory))
+        if self.manifest is not None:
+            meta["manifest"] = dg.MetadataValue.path(str(self.manifest))
+        return meta
+
+
+def hour_report(hour: datetime, status: str, bodies: Sequence[Body], **extra: Any) -> HourReport:
+    """Operations, rows, bytes and cost of one hour over the bodies that carry it."""
+    rows = rows_by_hour(bodies).get(hour, []) if bodies else []
+    mine = [b for b in bodies if hour in b.hours]
+    real = [r for r in rows if r.get("resource/id") != EMPTY_HOUR_RESOURCE_ID]
+    return HourReport(
+        hour=hour,
+        status=status,
+        operations=tuple(b.operation for b in mine),
+        bodies=len(mine),
+        rows=len(real),
+        bytes=sum(len(dumps(r)) for r in rows),
+        cost_total=cost_total(real),
+        **extra,
+    )
