@@ -35,9 +35,7 @@ from resources.cloudzero_bodies import (
     DEFAULT_MAX_BODY_BYTES,
     Body,
     delivery_units,
-    dumps,
     pack_bodies,
-    rows_by_hour,
 )
 from resources.cloudzero_receipts import (
     CLEARED,
@@ -54,7 +52,7 @@ from resources.cloudzero_report import (
     HourReport,
     MonthUsage,
     SubmissionReport,
-    hour_report,
+    hour_reports,
 )
 from resources.lake import atomic_write
 
@@ -133,24 +131,21 @@ class CloudZeroResource(dg.ConfigurableResource):
             for hour, f in sorted(files.items())
         }
 
-    def month_usage(self, files: Mapping[datetime, CbfFile]) -> tuple[MonthUsage, ...]:
-        """What each month touched by ``files`` holds once they land: these files, plus what
-        the receipts say the month's other hours hold."""
+    def month_usage(self, hours: Sequence[HourReport]) -> tuple[MonthUsage, ...]:
+        """What each month of ``hours`` holds once they land: the hours sent (or, in a dry
+        run, to be sent) plus what the receipts say the month's other hours hold."""
         usage = []
-        for month in sorted({f"{h.astimezone(timezone.utc):%Y-%m}" for h in files}):
+        for month in sorted({f"{h.hour:%Y-%m}" for h in hours}):
             held = {
                 stamp: (r.rows, r.bytes)
                 for stamp, r in self.receipts().month(month).items()
                 if r.state != UNCERTAIN
             }
-            for hour, cbf in files.items():
-                if f"{hour.astimezone(timezone.utc):%Y-%m}" == month:
-                    held[format_hour(hour)] = (len(cbf.rows), sum(len(dumps(r)) for r in cbf.rows))
-            usage.append(
-                MonthUsage(
-                    month, sum(r for r, _ in held.values()), sum(b for _, b in held.values())
-                )
-            )
+            for h in hours:
+                if f"{h.hour:%Y-%m}" == month and h.operations:
+                    held[format_hour(h.hour)] = (h.rows, h.bytes)
+            rows = sum(n for n, _ in held.values())
+            usage.append(MonthUsage(month, rows, sum(size for _, size in held.values())))
         return tuple(usage)
 
     def submit(
@@ -188,7 +183,7 @@ class CloudZeroResource(dg.ConfigurableResource):
         else:
             report = self._deliver(bodies, run_id, actions, files, log)
         hours = tuple(sorted((*report.hours, *skipped), key=lambda h: h.hour))
-        months = self.month_usage({h: f for h, f in files.items() if h not in invalid})
+        months = self.month_usage(hours)
         return SubmissionReport(**{**report.__dict__, "hours": hours, "months": months})
 
     def _deliver(
@@ -238,21 +233,19 @@ class CloudZeroResource(dg.ConfigurableResource):
         run_id: str,
         stamp: str,
     ) -> list[HourReport]:
-        reports = []
-        for hour in sorted({h for b in delivery.bodies for h in b.hours}):
-            cleared = actions[hour] is Action.CLEAR
-            report = hour_report(
-                hour,
-                "cleared" if cleared else "sent",
-                delivery.bodies,
-                attempts=delivery.attempts,
-                drop_ids=tuple(delivery.drop_ids),
-                note="; ".join(delivery.failures),
-            )
+        reports = hour_reports(
+            delivery.bodies,
+            lambda hour: "cleared" if actions[hour] is Action.CLEAR else "sent",
+            attempts=delivery.attempts,
+            drop_ids=tuple(delivery.drop_ids),
+            note="; ".join(delivery.failures),
+        )
+        for report in reports:
+            hour = report.hour
             mine = [b for b in delivery.bodies if hour in b.hours]
             receipt = Receipt(
                 hour=format_hour(hour),
-                state=CLEARED if cleared else SUBMITTED,
+                state=CLEARED if report.status == "cleared" else SUBMITTED,
                 cbf_sha256=files[hour].sha256,
                 destination=self.billing_drops_url,
                 run_id=run_id,
@@ -268,7 +261,6 @@ class CloudZeroResource(dg.ConfigurableResource):
                 notes=list(delivery.failures),
             )
             self.receipts().write(hour, receipt)
-            reports.append(report)
         return reports
 
     def _record_failure(
@@ -280,7 +272,7 @@ class CloudZeroResource(dg.ConfigurableResource):
         stamp: str,
     ) -> list[HourReport]:
         """The failed unit's hours become ``uncertain``; later units were never sent."""
-        reports = []
+        reports = hour_reports(unit, lambda _: "failed", note=str(failure))
         for hour in sorted({h for b in unit for h in b.hours}):
             self.receipts().write(
                 hour,
@@ -294,7 +286,6 @@ class CloudZeroResource(dg.ConfigurableResource):
                     error=str(failure),
                 ),
             )
-            reports.append(hour_report(hour, "failed", unit, note=str(failure)))
         for other in later:
             for hour in sorted({h for b in other for h in b.hours}):
                 reports.append(HourReport(hour, "not sent", note="an earlier hour failed"))
@@ -328,10 +319,10 @@ class CloudZeroResource(dg.ConfigurableResource):
                 if stale not in files:
                     stale.unlink()
         hours = tuple(
-            hour_report(
-                hour, "dry run: would clear" if actions[hour] is Action.CLEAR else "dry run", bodies
+            hour_reports(
+                bodies,
+                lambda hour: "dry run: would clear" if actions[hour] is Action.CLEAR else "dry run",
             )
-            for hour in sorted(rows_by_hour(bodies))
         )
         manifest: dict[str, Any] = {
             "mode": DRY_RUN,

@@ -54,6 +54,8 @@ def _canonical_row(row: Mapping[str, str]) -> dict[str, str]:
     for key, value in row.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"CBF rows hold strings only; {key!r} is {type(value).__name__}")
+    if list(row) == CBF_COLUMNS:  # as read from a CBF file: already in order
+        return dict(row)
     keys = sorted(row, key=lambda k: (_COLUMN_ORDER.get(k, len(_COLUMN_ORDER)), k))
     return {k: row[k] for k in keys}
 
@@ -92,7 +94,10 @@ class Body:
     operation: str
     hours: tuple[datetime, ...]
     rows: tuple[dict[str, str], ...]
+    # The rows' JSON, when the caller already made it from canonical rows (pack_bodies).
+    row_texts: tuple[str, ...] = field(default=(), repr=False, compare=False)
     _bytes: bytes = field(init=False, repr=False, compare=False)
+    _key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _MONTH.match(self.month):
@@ -104,7 +109,11 @@ class Body:
         hours = tuple(_utc_hour(h) for h in self.hours)
         if any(_month(h) != self.month for h in hours):
             raise ValueError(f"every hour of a {self.month} body must be in {self.month}")
-        rows = tuple(_canonical_row(r) for r in self.rows)
+        if len(self.row_texts) == len(self.rows):
+            rows, texts = tuple(self.rows), tuple(self.row_texts)
+        else:
+            rows = tuple(_canonical_row(r) for r in self.rows)
+            texts = tuple(dumps(r) for r in rows)
         stamps = {format_hour(h) for h in hours}
         stray = {r.get("time/usage_start") for r in rows} - stamps
         if stray:
@@ -113,7 +122,11 @@ class Body:
             )
         object.__setattr__(self, "hours", hours)
         object.__setattr__(self, "rows", rows)
-        object.__setattr__(self, "_bytes", dumps(self.payload()).encode("ascii"))
+        object.__setattr__(self, "row_texts", texts)
+        head = dumps({"month": self.month, "operation": self.operation})[:-1]
+        data = f'{head},"data":[{",".join(texts)}]}}'
+        object.__setattr__(self, "_bytes", data.encode("ascii"))
+        object.__setattr__(self, "_key", hashlib.sha256(self._bytes).hexdigest())
 
     def payload(self) -> dict[str, Any]:
         data = [dict(r) for r in self.rows]
@@ -130,7 +143,7 @@ class Body:
     @property
     def idempotency_key(self) -> str:
         """SHA-256 (hex) of :meth:`to_bytes`: equal bodies, equal keys."""
-        return hashlib.sha256(self._bytes).hexdigest()
+        return self._key
 
     @property
     def cost_total(self) -> Decimal:
@@ -140,10 +153,6 @@ class Body:
 def _envelope_bytes(month: str, operation: str) -> int:
     """Bytes of a body with an empty ``data`` list; each row adds its own bytes plus a comma."""
     return len(dumps({"month": month, "operation": operation, "data": []}))
-
-
-def _size(envelope: int, row_sizes: Sequence[int]) -> int:
-    return envelope + sum(row_sizes) + max(len(row_sizes) - 1, 0)
 
 
 def pack_bodies(
@@ -171,32 +180,36 @@ def pack_bodies(
     bodies: list[Body] = []
     batch_hours: list[datetime] = []
     batch_rows: list[dict[str, str]] = []
-    batch_sizes: list[int] = []
+    batch_texts: list[str] = []
 
     def flush() -> None:
         if batch_hours:
             month = _month(batch_hours[0])
-            bodies.append(Body(month, REPLACE_HOURLY, tuple(batch_hours), tuple(batch_rows)))
+            rows, texts = tuple(batch_rows), tuple(batch_texts)
+            bodies.append(Body(month, REPLACE_HOURLY, tuple(batch_hours), rows, texts))
             batch_hours.clear()
             batch_rows.clear()
-            batch_sizes.clear()
+            batch_texts.clear()
 
+    batch_bytes = 0  # the batch's rows and their separating commas
     for hour in sorted(by_hour):
         rows = by_hour[hour]
         month = _month(hour)
         if batch_hours and _month(batch_hours[0]) != month:
             flush()
-        sizes = [len(dumps(r)) for r in rows]
-        replace_envelope = _envelope_bytes(month, REPLACE_HOURLY)
-        if _size(replace_envelope, sizes) > max_body_bytes:
+        texts = [dumps(r) for r in rows]
+        hour_bytes = sum(map(len, texts)) + len(texts) - 1
+        envelope = _envelope_bytes(month, REPLACE_HOURLY)
+        if envelope + hour_bytes > max_body_bytes:
             flush()
-            bodies.extend(_split_hour(hour, rows, sizes, max_body_bytes))
+            bodies.extend(_split_hour(hour, rows, texts, max_body_bytes))
             continue
-        if batch_hours and _size(replace_envelope, batch_sizes + sizes) > max_body_bytes:
+        if batch_hours and envelope + batch_bytes + 1 + hour_bytes > max_body_bytes:
             flush()
+        batch_bytes = hour_bytes if not batch_hours else batch_bytes + 1 + hour_bytes
         batch_hours.append(hour)
         batch_rows.extend(rows)
-        batch_sizes.extend(sizes)
+        batch_texts.extend(texts)
     flush()
 
     for body in bodies:  # the arithmetic above must agree with the real bytes
@@ -206,27 +219,28 @@ def pack_bodies(
 
 
 def _split_hour(
-    hour: datetime, rows: list[dict[str, str]], sizes: list[int], max_body_bytes: int
+    hour: datetime, rows: list[dict[str, str]], texts: list[str], max_body_bytes: int
 ) -> list[Body]:
     """One oversize hour: a ``replace_hourly`` body, then ``sum`` bodies with the rest."""
     month = _month(hour)
     bodies: list[Body] = []
     chunk: list[dict[str, str]] = []
-    chunk_sizes: list[int] = []
-    operation = REPLACE_HOURLY
-    for row, size in zip(rows, sizes, strict=True):
+    chunk_texts: list[str] = []
+    chunk_bytes, operation = 0, REPLACE_HOURLY
+    for row, text in zip(rows, texts, strict=True):
         envelope = _envelope_bytes(month, operation)
-        if _size(envelope, [size]) > max_body_bytes:
+        if envelope + len(text) > max_body_bytes:
             raise ValueError(
-                f"a single CBF row of hour {format_hour(hour)} ({size} bytes) does not fit in a "
-                f"body of {max_body_bytes} bytes"
+                f"a single CBF row of hour {format_hour(hour)} ({len(text)} bytes) does not fit "
+                f"in a body of {max_body_bytes} bytes"
             )
-        if chunk and _size(envelope, chunk_sizes + [size]) > max_body_bytes:
-            bodies.append(Body(month, operation, (hour,), tuple(chunk)))
-            chunk, chunk_sizes, operation = [], [], SUM
+        if chunk and envelope + chunk_bytes + 1 + len(text) > max_body_bytes:
+            bodies.append(Body(month, operation, (hour,), tuple(chunk), tuple(chunk_texts)))
+            chunk, chunk_texts, operation = [], [], SUM
+        chunk_bytes = len(text) if not chunk else chunk_bytes + 1 + len(text)
         chunk.append(row)
-        chunk_sizes.append(size)
-    bodies.append(Body(month, operation, (hour,), tuple(chunk)))
+        chunk_texts.append(text)
+    bodies.append(Body(month, operation, (hour,), tuple(chunk), tuple(chunk_texts)))
     return bodies
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from assets.cbf import cost_total, format_cost, format_hour
-from resources.cloudzero_bodies import EMPTY_HOUR_RESOURCE_ID, Body, dumps, rows_by_hour
+from resources.cloudzero_bodies import EMPTY_HOUR_RESOURCE_ID, Body
 
 LIVE, DRY_RUN = "live", "dry_run"
 # CloudZero's limits per month and connection.
@@ -150,18 +150,32 @@ class SubmissionReport:
         return meta
 
 
-def hour_report(hour: datetime, status: str, bodies: Sequence[Body], **extra: Any) -> HourReport:
-    """Operations, rows, bytes and cost of one hour over the bodies that carry it."""
-    rows = rows_by_hour(bodies).get(hour, []) if bodies else []
-    mine = [b for b in bodies if hour in b.hours]
-    real = [r for r in rows if r.get("resource/id") != EMPTY_HOUR_RESOURCE_ID]
-    return HourReport(
-        hour=hour,
-        status=status,
-        operations=tuple(b.operation for b in mine),
-        bodies=len(mine),
-        rows=len(real),
-        bytes=sum(len(dumps(r)) for r in rows),
-        cost_total=cost_total(real),
-        **extra,
-    )
+def hour_reports(
+    bodies: Sequence[Body], status: Callable[[datetime], str], **extra: Any
+) -> list[HourReport]:
+    """Operations, rows, bytes and cost of every hour the bodies carry (one pass over rows)."""
+    stamps = {format_hour(h): h for b in bodies for h in b.hours}
+    rows: dict[datetime, list[dict[str, str]]] = {h: [] for h in stamps.values()}
+    sizes = dict.fromkeys(stamps.values(), 0)
+    operations: dict[datetime, list[str]] = {h: [] for h in stamps.values()}
+    for body in bodies:
+        for hour in body.hours:
+            operations[hour].append(body.operation)
+        for row, text in zip(body.rows, body.row_texts, strict=True):
+            hour = stamps[row["time/usage_start"]]
+            sizes[hour] += len(text)
+            if row["resource/id"] != EMPTY_HOUR_RESOURCE_ID:
+                rows[hour].append(row)
+    return [
+        HourReport(
+            hour=hour,
+            status=status(hour),
+            operations=tuple(operations[hour]),
+            bodies=len(operations[hour]),
+            rows=len(rows[hour]),
+            bytes=sizes[hour],
+            cost_total=cost_total(rows[hour]),
+            **extra,
+        )
+        for hour in sorted(rows)
+    ]
