@@ -2,10 +2,14 @@
 
 import dagster as dg
 
+LANE_TAG = "spend/lane"
+
 hourly_spend_job = dg.define_asset_job(
     "hourly_spend_job",
     selection=dg.AssetSelection.assets("cloudzero_cbf").upstream(),
     description="Landings and spend logs → spend_events → aggregates → one CBF file per hour.",
+    # deploy/dagster.yaml lets one run with this tag rewrite the lake at a time.
+    tags={LANE_TAG: "lake"},
 )
 
 cloudzero_submit_job = dg.define_asset_job(
