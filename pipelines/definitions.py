@@ -15,7 +15,7 @@ from assets.events import spend_events
 from assets.ingest import litellm_spend_logs, litellm_webhook_events
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
 from pipelines.schedules import hourly_spend_schedule
-from pipelines.sensors import cloudzero_cbf_sensor
+from pipelines.sensors import cloudzero_cbf_sensor, late_landing_sensor
 from resources.attribution import AttributionMappingResource
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource
@@ -76,6 +76,6 @@ defs = dg.Definitions(
     asset_checks=[cloudzero_cbf_is_valid],
     jobs=JOBS,
     schedules=[hourly_spend_schedule],
-    sensors=[cloudzero_cbf_sensor],
+    sensors=[cloudzero_cbf_sensor, late_landing_sensor],
     resources=resources_from_env(),
 )

@@ -1,31 +1,41 @@
-"""``cloudzero_cbf_sensor``: submit the hours whose CBF file changed since CloudZero got it.
+"""The sensors: ``cloudzero_cbf_sensor`` submits the hours whose CBF file changed since
+CloudZero got it; ``late_landing_sensor`` restates hours that received late landings.
 
-The sensor reads every ``cloudzero_cbf`` materialization after its cursor (a storage id),
-not only the latest one (as ``@asset_sensor`` would), so a backfill's hundreds of
-partition events are all seen. For each hour touched it compares the CBF file's SHA-256
+``cloudzero_cbf_sensor`` reads every ``cloudzero_cbf`` materialization after its cursor (a
+storage id), not only the latest one (as ``@asset_sensor`` would), so a backfill's hundreds
+of partition events are all seen. For each hour touched it compares the CBF file's SHA-256
 with the hour's receipt; hours that CloudZero already holds byte for byte are dropped.
 The rest are grouped into contiguous ranges, one ``cloudzero_submit_job`` run each.
-
 A run key names the range and a digest of each hour's (file hash, receipt) pair, so the
 same change is requested once however often the hour is re-materialised unchanged, and a
 restatement (new hash) always gets a new run. A change whose run failed is requested again
 (the key gains the number of failed runs) on the hour's next materialization.
+
+``late_landing_sensor`` keeps a watermark over landing-file modification times. Hours that
+got a new file and lie before the hourly schedule's look-back window are re-materialised
+by ``hourly_spend_job`` (one run per contiguous range); their new CBF files then reach
+CloudZero through ``cloudzero_cbf_sensor``.
 """
 
 import hashlib
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 import dagster as dg
 
 from assets.cbf import cbf_hour_path, format_hour, load_cbf_file
-from pipelines.jobs import cloudzero_submit_job, partition_range_tags
+from pipelines.jobs import cloudzero_submit_job, hourly_spend_job, partition_range_tags
 from pipelines.partitions import partition_hour, partition_key
+from pipelines.schedules import lookback_hours, lookback_window
 from resources.cloudzero import CloudZeroResource
 from resources.cloudzero_receipts import Action, plan_action
 from resources.lake import LakeResource
+from resources.landing import LandingZoneResource
 
+T = TypeVar("T")
 CBF_ASSET = dg.AssetKey("cloudzero_cbf")
 CHANGE_TAG = "cloudzero/change"
 PAGE_SIZE = 1000
@@ -65,15 +75,19 @@ def changed_hours(
     return changes
 
 
-def contiguous(changes: list[HourChange]) -> list[list[HourChange]]:
-    """Sorted changes split wherever an hour is skipped."""
-    runs: list[list[HourChange]] = []
-    for change in changes:
-        if runs and change.hour - runs[-1][-1].hour == timedelta(hours=1):
-            runs[-1].append(change)
+def contiguous(items: Iterable[T], hour: Callable[[T], datetime]) -> list[list[T]]:
+    """Items sorted by hour, split wherever an hour is skipped."""
+    runs: list[list[T]] = []
+    for item in sorted(items, key=hour):
+        if runs and hour(item) - hour(runs[-1][-1]) == timedelta(hours=1):
+            runs[-1].append(item)
         else:
-            runs.append([change])
+            runs.append([item])
     return runs
+
+
+def _hour_of(change: HourChange) -> datetime:
+    return change.hour
 
 
 def change_key(changes: list[HourChange]) -> str:
@@ -87,7 +101,7 @@ def submission_requests(
 ) -> list[dg.RunRequest]:
     """One run request per contiguous range of changed hours."""
     requests = []
-    for group in contiguous(changes):
+    for group in contiguous(changes, _hour_of):
         key = change_key(group)
         failures = (failed_runs or {}).get(key, 0)
         requests.append(
@@ -138,7 +152,7 @@ def cloudzero_cbf_sensor(
         if not page.has_more:
             break
     changes = changed_hours(hours, lake.data_dir, cloudzero)
-    keys = [change_key(group) for group in contiguous(changes)]
+    keys = [change_key(group) for group in contiguous(changes, _hour_of)]
     requests = submission_requests(changes, _failed_runs(context.instance, keys))
     if hours:
         context.log.info(
@@ -146,3 +160,46 @@ def cloudzero_cbf_sensor(
             f"{len(requests)} submission run(s) requested"
         )
     return dg.SensorResult(run_requests=requests, cursor=str(cursor))
+
+
+# --- late landings ---------------------------------------------------------------------
+
+SETTLE_SECONDS = 60  # a landing file older than this is complete (written, then renamed)
+
+
+def late_hour_requests(
+    hours: Iterable[datetime], now: datetime, lookback: int, watermark_ns: int
+) -> list[dg.RunRequest]:
+    """One ``hourly_spend_job`` run per contiguous range of hours that got new landings
+    but lie before the schedule's look-back window (which restates the rest anyway)."""
+    first_restated, _ = lookback_window(now, lookback)
+    late = [h for h in hours if h < first_restated]
+    return [
+        dg.RunRequest(
+            run_key=f"late:{partition_key(group[0])}..{partition_key(group[-1])}:{watermark_ns}",
+            tags=partition_range_tags(partition_key(group[0]), partition_key(group[-1])),
+        )
+        for group in contiguous(late, lambda hour: hour)
+    ]
+
+
+@dg.sensor(
+    job=hourly_spend_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-materialises hours older than the schedule's look-back window that "
+    "received new landing files (late webhook deliveries), one run per contiguous range.",
+)
+def late_landing_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingZoneResource
+) -> dg.SensorResult:
+    now_ns = time.time_ns()
+    until_ns = now_ns - SETTLE_SECONDS * 1_000_000_000
+    # First tick: start from now rather than from the beginning of the landing zone.
+    since_ns = int(context.cursor) if context.cursor else until_ns
+    hours = landing.zone().hours_landed_between(since_ns, until_ns)
+    now = datetime.fromtimestamp(now_ns / 1e9, timezone.utc)
+    requests = late_hour_requests(hours, now, lookback_hours(), until_ns)
+    if requests:
+        context.log.info(f"late landings in {len(hours)} hours: {len(requests)} run(s) requested")
+    return dg.SensorResult(run_requests=requests, cursor=str(max(since_ns, until_ns)))

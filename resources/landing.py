@@ -386,6 +386,31 @@ class LandingZone:
         self._seq = 0
         self._lock = threading.Lock()
 
+    def hours_landed_between(self, since_ns: int, until_ns: int) -> set[datetime]:
+        """Hours that received a landing file with ``since_ns <= mtime < until_ns``.
+
+        Adding a file updates its hour folder's mtime, so only folders changed since
+        ``since_ns`` are listed: one ``stat`` per hour folder, not per file.
+        """
+        hours: set[datetime] = set()
+        for folder in self.root.glob("date=*/hour=*"):
+            try:
+                if folder.stat().st_mtime_ns < since_ns:
+                    continue
+                hour = datetime.strptime(
+                    f"{folder.parent.name[5:]} {folder.name[5:]}", "%Y-%m-%d %H"
+                ).replace(tzinfo=timezone.utc)
+            except (OSError, ValueError):  # removed meanwhile, or not a folder of ours
+                continue
+            for path in folder.glob("*.ndjson"):  # temp files start with "." and are skipped
+                try:
+                    if since_ns <= path.stat().st_mtime_ns < until_ns:
+                        hours.add(hour)
+                        break
+                except FileNotFoundError:
+                    continue
+        return hours
+
     def _next_name(self) -> str:
         # Sortable and unique per writer, also across restarts of the same writer id.
         with self._lock:

@@ -6,95 +6,28 @@ sensor must request exactly the hours that changed, once.
 """
 
 import shutil
-from datetime import timedelta
 
 import dagster as dg
 import pytest
 
-from assets.billing import cloudzero_cbf_is_valid
-from assets.cbf import cbf_hour_path, load_cbf_file
-from demo.traffic import MAPPING_YAML, generate_traffic, land_traffic
-from pipelines.definitions import ASSETS, JOBS, resources_from_env
-from pipelines.jobs import partition_range_tags
+from demo.traffic import generate_traffic, land_traffic
 from pipelines.partitions import partition_key
 from pipelines.sensors import (
     CHANGE_TAG,
     HourChange,
     change_key,
-    cloudzero_cbf_sensor,
     submission_requests,
 )
-from resources.cloudzero import CloudZeroResource
 from resources.lake import hive_dir
 from tests.cbf_rows import ledger_differences
-from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost, Fault
-from tests.samples import HOUR0
-
-HOURS = [HOUR0 + timedelta(hours=h) for h in range(6)]
-
-
-class Pipeline:
-    """Definitions, instance and fake CloudZero for one test, with the steps it takes."""
-
-    def __init__(self, root, instance, fake):
-        self.data_dir, self.instance, self.fake = root / "data", instance, fake
-        resources = resources_from_env()
-        resources["cloudzero"] = CloudZeroResource(
-            api_key=API_KEY,
-            connection_id=CONNECTION_ID,
-            api_url=fake.url,
-            data_dir=str(self.data_dir),
-            max_attempts=2,
-            retry_base_delay_seconds=0.01,
-        )
-        self.defs = dg.Definitions(
-            assets=ASSETS,
-            asset_checks=[cloudzero_cbf_is_valid],
-            jobs=JOBS,
-            sensors=[cloudzero_cbf_sensor],
-            resources=resources,
-        )
-        self.resources = resources
-        self.cursor: str | None = None
-
-    def materialise(self, hours=HOURS):
-        tags = partition_range_tags(partition_key(hours[0]), partition_key(hours[-1]))
-        job = self.defs.resolve_job_def("hourly_spend_job")
-        assert job.execute_in_process(instance=self.instance, tags=tags).success
-
-    def tick(self) -> list[dg.RunRequest]:
-        with dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.resources
-        ) as context:
-            result = cloudzero_cbf_sensor(context)
-        self.cursor = result.cursor
-        return list(result.run_requests or [])
-
-    def submit(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        job = self.defs.resolve_job_def("cloudzero_submit_job")
-        return job.execute_in_process(
-            instance=self.instance,
-            tags={**request.tags, "dagster/run_key": request.run_key},
-            raise_on_error=False,
-        )
-
-    def files(self, hours=HOURS):
-        return {h: load_cbf_file(cbf_hour_path(self.data_dir, h)) for h in hours}
+from tests.fake_cloudzero import Fault
+from tests.spend_pipeline import HOURS, Pipeline, spend_pipeline
 
 
 @pytest.fixture
-def pipeline(tmp_path, monkeypatch):
-    data_dir = tmp_path / "data"
-    land_traffic(generate_traffic(HOUR0, len(HOURS), events_per_hour=40, seed=5), data_dir)
-    (tmp_path / "mapping.yaml").write_text(MAPPING_YAML)
-    monkeypatch.setenv("SPEND_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("SPEND_ATTRIBUTION_FILE", str(tmp_path / "mapping.yaml"))
-    (tmp_path / "home").mkdir()
-    with (
-        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
-        FakeAnyCost() as fake,
-    ):
-        yield Pipeline(tmp_path, instance, fake)
+def pipeline(tmp_path):
+    with spend_pipeline(tmp_path) as running:
+        yield running
 
 
 def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str]]:
