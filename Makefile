@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Dagster's local instance for the demo and `make dev`, kept inside the checkout.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: demo test dev bench venv clean postgres
+.PHONY: demo test dev bench venv clean postgres chromium
 
 venv: $(STAMP)
 
@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# Dagster's default local instance, created once (never overwritten) from ./dagster.yaml:
-# no telemetry, and the "cloudzero" pool limited to one step at a time.
-$(DAGSTER_HOME)/dagster.yaml: | dagster.yaml
+# Dagster's default local instance, created once (never overwritten) from
+# deploy/dagster.local.yaml: no telemetry, and the "cloudzero" pool limited to one step.
+$(DAGSTER_HOME)/dagster.yaml: | deploy/dagster.local.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp deploy/dagster.local.yaml $@
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m demo
@@ -30,7 +30,12 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 postgres:
 	sh scripts/ensure-postgres.sh
 
-test: $(STAMP) postgres
+# Debian's Chromium and ChromeDriver for the UI tests (tests/ui/), which drive a headless
+# browser through Selenium against a real `dagster dev`.
+chromium:
+	sh scripts/ensure-chromium.sh
+
+test: $(STAMP) postgres chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -2,7 +2,7 @@
 
 Two ``dagster asset materialize`` processes submit different hours at the same time to a
 fake AnyCost server that takes seconds per request and records any overlap. With the
-project's ``dagster.yaml`` (pool limit 1) the second step waits for the first; without
+project's ``deploy/dagster.local.yaml`` (pool limit 1) the second step waits for the first; without
 it, the two requests overlap, which is what the limit is for.
 """
 
@@ -69,7 +69,9 @@ def submit_in_parallel(tmp_path: Path, fake: FakeAnyCost, instance_yaml: str | N
 
 def test_the_pool_keeps_one_request_in_flight_across_runs(tmp_path):
     with FakeAnyCost() as fake:
-        files, logs = submit_in_parallel(tmp_path, fake, (REPO_ROOT / "dagster.yaml").read_text())
+        files, logs = submit_in_parallel(
+            tmp_path, fake, (REPO_ROOT / "deploy" / "dagster.local.yaml").read_text()
+        )
         assert fake.violations == []
         assert "blocked by limit for pool cloudzero" in logs
         assert ledger_differences(fake.ledger, files) == []
