@@ -1,8 +1,19 @@
 """Hourly spend by department, by team and by agent, from ``spend_events``."""
 
+from collections.abc import Callable, Iterator
+
 import dagster as dg
 import pyarrow as pa
 
+from assets.checks import (
+    Outcome,
+    check_results,
+    cost_non_negative_outcome,
+    hourly_check_spec,
+    reconcile_outcome,
+    schema_outcome,
+    unless_columns_missing,
+)
 from assets.duck import connect, query_arrow
 from assets.metadata import table_result
 from assets.schemas import AGGREGATE_DIMENSIONS, aggregate_schema
@@ -49,4 +60,69 @@ def _aggregate_asset(name: str, dimensions: list[str]) -> dg.AssetsDefinition:
 
 spend_by_department, spend_by_team, spend_by_agent = (
     _aggregate_asset(name, dims) for name, dims in AGGREGATE_DIMENSIONS.items()
+)
+
+
+def _aggregate_checks(
+    asset: dg.AssetsDefinition, dimensions: list[str]
+) -> dg.AssetChecksDefinition:
+    name = asset.key.to_user_string()
+
+    @dg.multi_asset_check(
+        name=f"{name}_integrity",
+        specs=[
+            hourly_check_spec(
+                asset,
+                "schema_matches",
+                f"Columns and types are exactly the aggregate schema by {', '.join(dimensions)}.",
+                blocking=True,
+            ),
+            hourly_check_spec(
+                asset, "cost_non_negative", "Every cost is present and ≥ 0.", blocking=True
+            ),
+            hourly_check_spec(
+                asset,
+                "reconciles_with_spend_events",
+                "Each hour's cost equals spend_events' within 1e-9 and its requests add up to "
+                "spend_events' rows.",
+                blocking=True,
+                additional_deps=["spend_events"],
+            ),
+        ],
+        can_subset=True,
+        description=f"Blocking: a {name} hour with a wrong schema, a negative cost or money "
+        "that does not reconcile with spend_events gets no CBF file in this run.",
+    )
+    def _checks(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        hours = partition_hours(context)
+        table = lake.read_hours(name, hours)
+        schema = aggregate_schema(dimensions)
+
+        def rule(outcome: Callable[[], Outcome]) -> Callable[[], Outcome]:
+            return unless_columns_missing(table, schema, outcome)
+
+        yield from check_results(
+            context,
+            asset.key,
+            {
+                "schema_matches": lambda: schema_outcome(table, schema),
+                "cost_non_negative": rule(lambda: cost_non_negative_outcome(table, dimensions)),
+                "reconciles_with_spend_events": rule(
+                    lambda: reconcile_outcome(table, lake.read_hours("spend_events", hours), hours)
+                ),
+            },
+        )
+
+    return _checks
+
+
+spend_by_department_integrity, spend_by_team_integrity, spend_by_agent_integrity = (
+    _aggregate_checks(asset, dims)
+    for asset, dims in zip(
+        (spend_by_department, spend_by_team, spend_by_agent),
+        AGGREGATE_DIMENSIONS.values(),
+        strict=True,
+    )
 )

@@ -1,7 +1,7 @@
 """CloudZero: one CBF file per hour, and the AnyCost submission of those files."""
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import dagster as dg
@@ -18,11 +18,12 @@ from resources.lake import LakeResource, split_by_hour
 AGGREGATES = ("spend_by_department", "spend_by_team", "spend_by_agent")
 
 
-def reconcile(totals: dict[str, Decimal]) -> None:
+def reconcile(totals: dict[str, Decimal], hour: datetime | None = None) -> None:
     """Every stage must carry the same money; a mismatch never reaches CloudZero."""
     if len(set(totals.values())) > 1:
+        where = f"{hour:%Y-%m-%dT%H}:00Z: " if hour else ""
         raise dg.Failure(
-            description="cost does not reconcile across stages: "
+            description=f"{where}cost does not reconcile across stages: "
             + ", ".join(f"{name}={total}" for name, total in totals.items()),
             metadata={name: str(total) for name, total in totals.items()},
         )
@@ -36,21 +37,22 @@ def reconcile(totals: dict[str, Decimal]) -> None:
 )
 def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    aggregates = {name: lake.read_hours(name, hours) for name in AGGREGATES}
-    spend_events_total = table_cost_total(lake.read_hours("spend_events", hours))
-    files, all_rows = [], []
-    for hour, part in sorted(
-        split_by_hour(aggregates["spend_by_agent"], hours, "usage_hour").items()
-    ):
-        rows = cbf_rows(part)
-        files.append(write_cbf_csv(rows, cbf_hour_path(lake.data_dir, hour)))
-        all_rows.append(rows)
-    rows = pa.concat_tables(all_rows)
-    cbf_total = cost_total(rows.to_pylist())
-    totals = {"spend_events": spend_events_total}
-    totals |= {name: table_cost_total(table) for name, table in aggregates.items()}
-    totals["cloudzero_cbf"] = cbf_total
-    reconcile(totals)
+    stages = {name: lake.read_hours(name, hours) for name in ("spend_events", *AGGREGATES)}
+    by_hour = {name: split_by_hour(table, hours, "usage_hour") for name, table in stages.items()}
+    rows_by_hour = {hour: cbf_rows(part) for hour, part in by_hour["spend_by_agent"].items()}
+    # Every hour reconciles exactly, spend_events → aggregates → CBF rows, before any file is
+    # (re)written: a file on disk is what a submission run sends, materialised or not.
+    cbf_totals = {}
+    for hour, rows in sorted(rows_by_hour.items()):
+        cbf_totals[hour] = cost_total(rows.to_pylist())
+        totals = {name: table_cost_total(parts[hour]) for name, parts in by_hour.items()}
+        reconcile(totals | {"cloudzero_cbf": cbf_totals[hour]}, hour)
+    files = [
+        write_cbf_csv(rows, cbf_hour_path(lake.data_dir, hour))
+        for hour, rows in sorted(rows_by_hour.items())
+    ]
+    rows = pa.concat_tables([rows for _, rows in sorted(rows_by_hour.items())])
+    cbf_total = sum(cbf_totals.values(), Decimal(0))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows.num_rows,
@@ -121,11 +123,20 @@ class SubmissionConfig(dg.Config):
     )
 
 
+# Hourly submissions land a few minutes after each hour's :10 run; warn when one is ~20
+# minutes late, fail when a whole hour was missed. The freshness daemon (on by default)
+# evaluates it; quiet hours with nothing to send also count as "not updated".
+SUBMISSION_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(minutes=90)
+)
+
+
 @hourly_asset(
     deps=["cloudzero_cbf"],
     group_name="billing",
     kinds={"cloudzero"},
     pool="cloudzero",
+    freshness_policy=SUBMISSION_FRESHNESS,
     description="The hours' CBF files sent to CloudZero AnyCost Stream with replace_hourly "
     "(changed hours only; emptied hours cleared; receipts under data/cloudzero/receipts/).",
 )

@@ -1,10 +1,29 @@
 """``spend_events``: one row per request, deduplicated across deliveries and sources."""
 
+from collections.abc import Callable, Iterator
+
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.attribution import attribution_sql
+from assets.checks import (
+    DEFAULT_DIVERGENCE_SHARE,
+    DEFAULT_UNATTRIBUTED_SHARE,
+    DIVERGENCE_SHARE_ENV,
+    UNATTRIBUTED_SHARE_ENV,
+    Outcome,
+    check_results,
+    cost_non_negative_outcome,
+    hourly_check_spec,
+    schema_outcome,
+    share_setting,
+    source_divergence_outcome,
+    unattributed_share_outcome,
+    unique_keys_outcome,
+    unless_columns_missing,
+    zero_cost_outcome,
+)
 from assets.duck import connect, query_arrow
 from assets.metadata import table_result
 from assets.schemas import SPEND_EVENTS_SCHEMA
@@ -136,4 +155,107 @@ def spend_events(
         preview=events.select(["usage_hour", "department", "team", "agent", "model", "cost"]),
         duplicate_deliveries=int(pc.sum(events["deliveries"]).as_py() or 0) - events.num_rows,
         attribution_sources={s["values"]: s["counts"] for s in sources},
+    )
+
+
+@dg.multi_asset_check(
+    name="spend_events_integrity",
+    specs=[
+        hourly_check_spec(
+            spend_events,
+            "schema_matches",
+            "Columns and types are exactly SPEND_EVENTS_SCHEMA's (assets/schemas.py).",
+            blocking=True,
+        ),
+        hourly_check_spec(
+            spend_events,
+            "one_row_per_request",
+            "Every row has a request_key (call id, else request id) and no two rows share one.",
+            blocking=True,
+        ),
+        hourly_check_spec(
+            spend_events,
+            "cost_non_negative",
+            "Every request has a cost and none is negative.",
+            blocking=True,
+        ),
+    ],
+    can_subset=True,
+    description="Blocking: an hour with a wrong schema, a request counted twice or a negative "
+    "cost stops the run before the aggregates and CBF files.",
+)
+def spend_events_integrity(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> Iterator[dg.AssetCheckResult]:
+    events = lake.read_hours("spend_events", partition_hours(context))
+
+    def rule(outcome: Callable[[], Outcome]) -> Callable[[], Outcome]:
+        return unless_columns_missing(events, SPEND_EVENTS_SCHEMA, outcome)
+
+    yield from check_results(
+        context,
+        spend_events.key,
+        {
+            "schema_matches": lambda: schema_outcome(events, SPEND_EVENTS_SCHEMA),
+            "one_row_per_request": rule(lambda: unique_keys_outcome(events)),
+            "cost_non_negative": rule(
+                lambda: cost_non_negative_outcome(events, ["request_key", "model"])
+            ),
+        },
+    )
+
+
+@dg.multi_asset_check(
+    name="spend_events_quality",
+    specs=[
+        hourly_check_spec(
+            spend_events,
+            "unattributed_share",
+            "Warns when more than SPEND_UNATTRIBUTED_WARN_SHARE (default 0.2) of the cost has "
+            "department 'unattributed'; lists the callers to add to the mapping file.",
+            blocking=False,
+        ),
+        hourly_check_spec(
+            spend_events,
+            "zero_cost_with_tokens",
+            "Warns on successful requests that used tokens but cost 0 (a model missing from "
+            "LiteLLM's price map, a failed cost calculation, or a cache hit); lists the models.",
+            blocking=False,
+        ),
+        hourly_check_spec(
+            spend_events,
+            "webhook_database_divergence",
+            "With both the webhook and LiteLLM's database on, warns on hours where more than "
+            "SPEND_SOURCE_DIVERGENCE_WARN_SHARE (default 0.05) of the requests reached only one "
+            "of them.",
+            blocking=False,
+        ),
+    ],
+    can_subset=True,
+    description="Warnings on spend_events: they never stop the run.",
+)
+def spend_events_quality(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> Iterator[dg.AssetCheckResult]:
+    try:
+        unattributed = share_setting(UNATTRIBUTED_SHARE_ENV, DEFAULT_UNATTRIBUTED_SHARE)
+        divergence = share_setting(DIVERGENCE_SHARE_ENV, DEFAULT_DIVERGENCE_SHARE)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    events = lake.read_hours("spend_events", partition_hours(context))
+
+    def rule(outcome: Callable[[], Outcome]) -> Callable[[], Outcome]:
+        return unless_columns_missing(events, SPEND_EVENTS_SCHEMA, outcome)
+
+    yield from check_results(
+        context,
+        spend_events.key,
+        {
+            "unattributed_share": rule(lambda: unattributed_share_outcome(events, unattributed)),
+            "zero_cost_with_tokens": rule(lambda: zero_cost_outcome(events)),
+            "webhook_database_divergence": rule(
+                lambda: source_divergence_outcome(events, divergence)
+            ),
+        },
+        warn=True,
     )

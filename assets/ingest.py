@@ -47,9 +47,14 @@ def webhook_events_table(landing: pa.Table) -> pa.Table:
     return query_arrow(connect(), _WEBHOOK_SQL, RAW_SPEND_SCHEMA, landing=landing)
 
 
+# A success that used tokens but cost nothing: LiteLLM's cost calculator failed (it falls back
+# to 0), the model is missing from its price map, or a cache hit. Shared with spend_events'
+# zero-cost check, so both count the same rows.
+ZERO_COST_WITH_TOKENS = "cost = 0 AND total_tokens > 0 AND status = 'success'"
+
 # LiteLLM's known data defects, counted so they are visible; spend_events still counts
 # every request once (call id first, request id as fallback).
-_DEFECTS_SQL = """
+_DEFECTS_SQL = f"""
 SELECT
     count(*) FILTER (WHERE nullif(request_id, '') IS NULL) AS missing_request_id,
     count(*) FILTER (WHERE nullif(litellm_call_id, '') IS NULL) AS missing_call_id,
@@ -59,10 +64,9 @@ SELECT
         SELECT request_id FROM logs WHERE nullif(request_id, '') IS NOT NULL
         GROUP BY request_id HAVING count(DISTINCT litellm_call_id) > 1
     )) AS colliding_request_ids,
-    count(*) FILTER (WHERE cost = 0 AND total_tokens > 0 AND status = 'success')
-        AS zero_cost_with_tokens,
+    count(*) FILTER (WHERE {ZERO_COST_WITH_TOKENS}) AS zero_cost_with_tokens,
     coalesce(list_sort(list_distinct(
-        list(model) FILTER (WHERE cost = 0 AND total_tokens > 0 AND status = 'success')
+        list(model) FILTER (WHERE {ZERO_COST_WITH_TOKENS})
     )), []) AS zero_cost_models
 FROM logs
 """

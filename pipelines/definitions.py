@@ -9,9 +9,16 @@ import os
 
 import dagster as dg
 
-from assets.aggregates import spend_by_agent, spend_by_department, spend_by_team
+from assets.aggregates import (
+    spend_by_agent,
+    spend_by_agent_integrity,
+    spend_by_department,
+    spend_by_department_integrity,
+    spend_by_team,
+    spend_by_team_integrity,
+)
 from assets.billing import cloudzero_cbf, cloudzero_cbf_is_valid, cloudzero_submission
-from assets.events import spend_events
+from assets.events import spend_events, spend_events_integrity, spend_events_quality
 from assets.ingest import litellm_spend_logs, litellm_webhook_events
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
 from pipelines.schedules import hourly_spend_schedule
@@ -46,6 +53,15 @@ ASSETS = [
     cloudzero_submission,
 ]
 JOBS = [hourly_spend_job, cloudzero_submit_job]
+# Blocking checks stop a bad hour before its CBF file; spend_events_quality only warns.
+CHECKS = [
+    spend_events_integrity,
+    spend_events_quality,
+    spend_by_department_integrity,
+    spend_by_team_integrity,
+    spend_by_agent_integrity,
+    cloudzero_cbf_is_valid,
+]
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
@@ -73,7 +89,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=[cloudzero_cbf_is_valid],
+    asset_checks=CHECKS,
     jobs=JOBS,
     schedules=[hourly_spend_schedule],
     sensors=[cloudzero_cbf_sensor, late_landing_sensor],

@@ -61,9 +61,31 @@ def test_the_sensor_check_and_pool_guard_the_submission():
     assert sensor.job_name == "cloudzero_submit_job"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     hourly = defs.resolve_job_def("hourly_spend_job")
-    [check] = hourly.asset_layer.asset_graph.asset_check_keys
-    assert check == dg.AssetCheckKey(dg.AssetKey("cloudzero_cbf"), "cloudzero_cbf_is_valid")
-    assert asset_graph().get_check_spec(check).blocking
+    checks = hourly.asset_layer.asset_graph.asset_check_keys
+    blocking = {
+        (key.asset_key.to_user_string(), key.name)
+        for key in checks
+        if asset_graph().get_check_spec(key).blocking
+    }
+    aggregates = ("spend_by_department", "spend_by_team", "spend_by_agent")
+    assert blocking == {
+        ("cloudzero_cbf", "cloudzero_cbf_is_valid"),
+        *(
+            ("spend_events", n)
+            for n in ("schema_matches", "one_row_per_request", "cost_non_negative")
+        ),
+        *(
+            (a, n)
+            for a in aggregates
+            for n in ("schema_matches", "cost_non_negative", "reconciles_with_spend_events")
+        ),
+    }
+    warnings = {(k.asset_key.to_user_string(), k.name) for k in checks} - blocking
+    assert warnings == {
+        ("spend_events", n)
+        for n in ("unattributed_share", "zero_cost_with_tokens", "webhook_database_divergence")
+    }
+    assert all(asset_graph().get_check_spec(k).partitions_def == hourly_partitions for k in checks)
     submission = asset_graph().get(dg.AssetKey("cloudzero_submission"))
     assert submission.pools == {"cloudzero"}
 

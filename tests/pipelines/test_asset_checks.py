@@ -1,0 +1,476 @@
+"""The asset checks in real ``hourly_spend_job`` runs over sample traffic.
+
+Three hours of sample traffic go through the real job on a temp instance, with every check
+of the code location. A clean run passes every blocking check and the warnings describe the
+traffic as its answer key does.
+
+The landing zone refuses malformed events and the transforms are correct, so real input
+cannot make a blocking check fail; what can is a regression in a transform. The tests plant
+one (monkeypatching the pure function an asset calls: a request counted twice, money as a
+float, a negative cost, a team's group lost) in the look-back run that restates the hours
+after late traffic changed one of them. The blocking check stops the run before
+``cloudzero_cbf``, so that hour's CBF file is neither rewritten nor materialised and
+``cloudzero_cbf_sensor`` requests no submission; once the regression is gone, the next run
+sends the restated hour.
+"""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.definitions.freshness_evaluator import TimeWindowFreshnessPolicyEvaluator
+from dagster._core.loader import LoadingContextForTest
+from dagster._core.test_utils import freeze_time
+
+import assets.aggregates
+import assets.events
+from assets.billing import cloudzero_cbf
+from assets.cbf import cbf_hour_path, format_hour, load_cbf_file
+from assets.checks import DIVERGENCE_SHARE_ENV, UNATTRIBUTED_SHARE_ENV
+from assets.schemas import AGGREGATE_DIMENSIONS, UTC_TS
+from demo.traffic import MAPPING_YAML, Traffic, generate_traffic, land_traffic
+from pipelines.definitions import ASSETS, CHECKS, JOBS, resources_from_env
+from pipelines.jobs import partition_range_tags
+from pipelines.partitions import partition_key
+from pipelines.sensors import cloudzero_cbf_sensor
+from resources.cloudzero import CloudZeroResource
+from resources.lake import LakeResource
+from tests.cbf_rows import ledger_differences
+from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost
+from tests.fake_litellm import MASTER_KEY, FakeLiteLLM
+from tests.pipelines.test_spend_log_sources import api_row
+from tests.samples import HOUR0
+from tests.spend_log_rows import rows_from_traffic
+
+HOURS = [HOUR0 + timedelta(hours=h) for h in range(3)]
+RESTATED = HOURS[1]
+CBF = dg.AssetKey("cloudzero_cbf")
+TOLERANCE = Decimal("1e-9")  # the answer key is exact; the lake keeps 18 decimals
+SOURCE_VARIABLES = ("LITELLM_DATABASE_URL", "LITELLM_PROXY_URL", "LITELLM_MASTER_KEY")
+
+
+class Pipeline:
+    """The code location's assets, checks and jobs on a temp instance, a fake CloudZero."""
+
+    def __init__(self, root, instance, fake, traffic: Traffic):
+        self.data_dir, self.instance, self.fake = root / "data", instance, fake
+        self.traffic = traffic
+        resources = resources_from_env()
+        resources["cloudzero"] = CloudZeroResource(
+            api_key=API_KEY,
+            connection_id=CONNECTION_ID,
+            api_url=fake.url,
+            data_dir=str(self.data_dir),
+        )
+        self.resources = resources
+        self.defs = dg.Definitions(
+            assets=ASSETS,
+            asset_checks=CHECKS,
+            jobs=JOBS,
+            sensors=[cloudzero_cbf_sensor],
+            resources=resources,
+        )
+        self.cursor: str | None = None
+
+    def run(self, hours=HOURS) -> dg.ExecuteInProcessResult:
+        tags = partition_range_tags(partition_key(hours[0]), partition_key(hours[-1]))
+        job = self.defs.resolve_job_def("hourly_spend_job")
+        return job.execute_in_process(instance=self.instance, tags=tags, raise_on_error=False)
+
+    def tick(self) -> list[dg.RunRequest]:
+        with dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources=self.resources
+        ) as context:
+            result = cloudzero_cbf_sensor(context)
+        self.cursor = result.cursor
+        return list(result.run_requests or [])
+
+    def submit(self, request: dg.RunRequest) -> None:
+        job = self.defs.resolve_job_def("cloudzero_submit_job")
+        tags = {**request.tags, "dagster/run_key": request.run_key}
+        assert job.execute_in_process(instance=self.instance, tags=tags).success
+
+    def cbf_files(self):
+        return {h: load_cbf_file(cbf_hour_path(self.data_dir, h)) for h in HOURS}
+
+    def cbf_materializations(self) -> int:
+        return len(self.instance.fetch_materializations(CBF, limit=1000).records)
+
+    def spend_events(self):
+        return LakeResource(data_dir=str(self.data_dir)).read_hours("spend_events", HOURS)
+
+
+def evaluations(
+    result: dg.ExecuteInProcessResult,
+) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {
+        e.materialization.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def check_keys() -> set[tuple[str, str]]:
+    return {(key.asset_key.to_user_string(), key.name) for c in CHECKS for key in c.check_keys}
+
+
+def blocking_keys() -> set[tuple[str, str]]:
+    return {
+        (spec.asset_key.to_user_string(), spec.name)
+        for c in CHECKS
+        for spec in c.check_specs
+        if spec.blocking
+    }
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch):
+    traffic = generate_traffic(HOUR0, len(HOURS), events_per_hour=40, seed=5)
+    land_traffic(traffic, tmp_path / "data")
+    (tmp_path / "mapping.yaml").write_text(MAPPING_YAML)
+    monkeypatch.setenv("SPEND_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SPEND_ATTRIBUTION_FILE", str(tmp_path / "mapping.yaml"))
+    for variable in (*SOURCE_VARIABLES, UNATTRIBUTED_SHARE_ENV, DIVERGENCE_SHARE_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "home").mkdir()
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
+        FakeAnyCost() as fake,
+    ):
+        yield Pipeline(tmp_path, instance, fake, traffic)
+
+
+# --- a clean run ----------------------------------------------------------------------------
+
+
+def test_a_clean_run_passes_every_blocking_check_and_the_warnings_describe_the_traffic(pipeline):
+    result = pipeline.run()
+    assert result.success
+    found = evaluations(result)
+    assert set(found) == check_keys()
+    assert len(blocking_keys()) == 13
+    for key in blocking_keys():
+        assert found[key].passed, (key, found[key].description)
+        assert found[key].severity == dg.AssetCheckSeverity.ERROR
+
+    for name in AGGREGATE_DIMENSIONS:
+        meta = found[(name, "reconciles_with_spend_events")].metadata
+        assert meta["hours_checked"].value == len(HOURS)
+        assert abs(Decimal(meta["aggregate_cost"].value) - pipeline.traffic.total_cost) <= TOLERANCE
+    unique = found[("spend_events", "one_row_per_request")].metadata
+    assert unique["rows_checked"].value == len(pipeline.traffic.requests)
+
+    # The warnings, against the traffic's answer key.
+    unattributed = found[("spend_events", "unattributed_share")]
+    assert unattributed.passed and unattributed.severity == dg.AssetCheckSeverity.WARN
+    expected = (
+        sum(
+            (r.cost for r in pipeline.traffic.requests if r.department == "unattributed"),
+            Decimal(0),
+        )
+        / pipeline.traffic.total_cost
+    )
+    assert unattributed.metadata["unattributed_share"].value == pytest.approx(float(expected))
+    assert unattributed.metadata["threshold"].value == 0.2
+    assert "| user-" in unattributed.metadata["top_unattributed_callers"].value
+    zero_cost = found[("spend_events", "zero_cost_with_tokens")]
+    assert zero_cost.passed and zero_cost.metadata["zero_cost_requests"].value == 0
+    divergence = found[("spend_events", "webhook_database_divergence")]
+    assert divergence.passed and divergence.metadata["applies"].value is False
+    assert divergence.metadata["sources_on"].value == "webhook"
+
+
+def test_one_check_can_be_run_again_on_its_own_over_a_range(pipeline, monkeypatch):
+    assert pipeline.run().success
+    monkeypatch.setenv(UNATTRIBUTED_SHARE_ENV, "0.01")  # read when the check runs
+    key = dg.AssetCheckKey(dg.AssetKey("spend_events"), "unattributed_share")
+    job = dg.define_asset_job("one_check", selection=dg.AssetSelection.checks(key))
+    defs = dg.Definitions(
+        assets=ASSETS, asset_checks=CHECKS, jobs=[job], resources=pipeline.resources
+    )
+    tags = partition_range_tags(partition_key(HOURS[0]), partition_key(HOURS[-1]))
+    result = defs.resolve_job_def("one_check").execute_in_process(
+        instance=pipeline.instance, tags=tags
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.passed) == ("unattributed_share", False)
+    assert evaluation.metadata["threshold"].value == 0.01
+    assert materialized(result) == set()
+
+
+def test_warnings_report_without_stopping_the_hour(pipeline, monkeypatch):
+    monkeypatch.setenv(UNATTRIBUTED_SHARE_ENV, "0.01")
+    result = pipeline.run()
+    assert result.success and CBF.to_user_string() in materialized(result)
+    warning = evaluations(result)[("spend_events", "unattributed_share")]
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert warning.description.endswith("(above the 1.0% threshold)")
+    assert [r.tags["dagster/asset_partition_range_start"] for r in pipeline.tick()] == [
+        partition_key(HOURS[0])
+    ]
+
+
+def test_a_bad_threshold_is_a_clear_error_that_blocks_nothing(pipeline, monkeypatch):
+    monkeypatch.setenv(UNATTRIBUTED_SHARE_ENV, "20%")
+    result = pipeline.run()
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "spend_events_quality"
+    message = failure.step_failure_data.error.message
+    assert "SPEND_UNATTRIBUTED_WARN_SHARE must be a share between 0 and 1" in message
+    assert CBF.to_user_string() in materialized(result)
+
+
+# --- a failing blocking check stops that hour's CBF -----------------------------------------
+
+
+def hour_rows(table: pa.Table, hour: datetime) -> pa.Array:
+    return pc.equal(table["usage_hour"], pa.scalar(hour, UTC_TS))
+
+
+def repeat_one_request(events: pa.Table) -> pa.Table:
+    """A dedup regression: one request of the restated hour comes out twice."""
+    return pa.concat_tables([events, events.filter(hour_rows(events, RESTATED)).slice(0, 1)])
+
+
+def negate_one_cost(events: pa.Table) -> pa.Table:
+    """A sign error: one request of the restated hour gets a negative cost."""
+    index = pc.index(hour_rows(events, RESTATED), True).as_py()
+    costs = events["cost"].to_pylist()
+    costs[index] = -costs[index] - Decimal("0.01")
+    return events.set_column(
+        events.schema.get_field_index("cost"),
+        "cost",
+        pa.array(costs, events.schema.field("cost").type),
+    )
+
+
+def cost_as_float(events: pa.Table) -> pa.Table:
+    """Money stored as binary floating point: the schema no longer says DECIMAL(38, 18)."""
+    index = events.schema.get_field_index("cost")
+    return events.set_column(index, "cost", pc.cast(events["cost"], pa.float64()))
+
+
+def lose_a_team(table: pa.Table) -> pa.Table:
+    """A grouping regression: spend_by_team loses the restated hour's first group."""
+    if "team" not in table.column_names or "agent" in table.column_names:
+        return table
+    first = pc.index(hour_rows(table, RESTATED), True).as_py()
+    return pa.concat_tables([table.slice(0, first), table.slice(first + 1)])
+
+
+@dataclass(frozen=True)
+class Regression:
+    module: object
+    function: str
+    corrupt: Callable[[pa.Table], pa.Table]
+    check: tuple[str, str]
+
+    def plant(self, monkeypatch) -> None:
+        real = getattr(self.module, self.function)
+        monkeypatch.setattr(self.module, self.function, lambda *args: self.corrupt(real(*args)))
+
+
+REGRESSIONS = {
+    "request counted twice": Regression(
+        assets.events,
+        "build_spend_events",
+        repeat_one_request,
+        ("spend_events", "one_row_per_request"),
+    ),
+    "negative cost": Regression(
+        assets.events, "build_spend_events", negate_one_cost, ("spend_events", "cost_non_negative")
+    ),
+    "cost as float": Regression(
+        assets.events,
+        "build_spend_events",
+        cost_as_float,
+        ("spend_events", "schema_matches"),
+    ),
+    "team group lost": Regression(
+        assets.aggregates,
+        "aggregate_spend",
+        lose_a_team,
+        ("spend_by_team", "reconciles_with_spend_events"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REGRESSIONS)
+def test_a_failing_blocking_check_stops_that_hours_cbf_from_being_submitted(pipeline, name):
+    regression = REGRESSIONS[name]
+    assert pipeline.run().success
+    [first] = pipeline.tick()
+    pipeline.submit(first)
+    submitted = pipeline.cbf_files()
+    assert ledger_differences(pipeline.fake.ledger, submitted) == []
+    sent_before, cbf_before = len(pipeline.fake.requests), pipeline.cbf_materializations()
+
+    # Late traffic changes the restated hour; the schedule's look-back run picks it up...
+    late = generate_traffic(RESTATED, 1, events_per_hour=12, seed=77)
+    land_traffic(late, pipeline.data_dir, "late")
+    with pytest.MonkeyPatch.context() as patch:
+        regression.plant(patch)  # ...with a regression in a transform
+        result = pipeline.run()
+
+    assert not result.success
+    failed = {k for k, e in evaluations(result).items() if not e.passed}
+    assert failed == {regression.check}
+    check = evaluations(result)[regression.check]
+    assert check.severity == dg.AssetCheckSeverity.ERROR and check.description
+    [step_failure] = result.get_step_failure_events()
+    failed_step = f"{regression.check[0]}_integrity"
+    assert step_failure.step_key == failed_step
+    failure = step_failure.step_failure_data.error.message
+    assert "blocking asset check failed with ERROR severity" in failure
+    assert regression.check[1] in failure
+    assert CBF.to_user_string() not in materialized(result)
+    assert "cloudzero_cbf" not in {e.step_key for e in result.all_events if e.is_step_start}
+    not_run = [
+        entry.user_message
+        for entry in pipeline.instance.all_logs(result.run_id)
+        if entry.user_message.startswith("Dependencies for step cloudzero_cbf ")
+    ]
+    assert len(not_run) == 1 and not_run[0].endswith("Not executing.")
+
+    # Nothing new for CloudZero: no materialization, the files as they were, no request.
+    assert pipeline.cbf_materializations() == cbf_before
+    assert {h: f.sha256 for h, f in pipeline.cbf_files().items()} == {
+        h: f.sha256 for h, f in submitted.items()
+    }
+    assert pipeline.tick() == []
+    assert len(pipeline.fake.requests) == sent_before
+
+    # With the regression gone, the next run restates the hour and it is sent, alone.
+    assert pipeline.run().success
+    [restated] = pipeline.tick()
+    assert restated.tags["dagster/asset_partition_range_start"] == partition_key(RESTATED)
+    assert restated.tags["dagster/asset_partition_range_end"] == partition_key(RESTATED)
+    pipeline.submit(restated)
+    assert ledger_differences(pipeline.fake.ledger, pipeline.cbf_files()) == []
+    expected = pipeline.traffic.cost_by()[(RESTATED,)] + late.total_cost
+    assert abs(pipeline.fake.hour_totals()[format_hour(RESTATED)] - expected) <= TOLERANCE
+
+
+def test_the_cbf_asset_reconciles_each_hour_before_writing_any_file(pipeline):
+    """A cost moved between two hours keeps the range total; the CBF asset still refuses."""
+    assert pipeline.run().success
+    before = {h: f.sha256 for h, f in pipeline.cbf_files().items()}
+    lake = LakeResource(data_dir=str(pipeline.data_dir))
+    agents = lake.read_hours("spend_by_agent", HOURS)
+    costs, hours = agents["cost"].to_pylist(), agents["usage_hour"].to_pylist()
+    a = hours.index(HOURS[0])
+    b = hours.index(HOURS[1])
+    costs[a] += Decimal("0.5")
+    costs[b] -= Decimal("0.5")
+    moved = agents.set_column(
+        agents.schema.get_field_index("cost"),
+        "cost",
+        pa.array(costs, agents.schema.field("cost").type),
+    )
+    lake.write_hours("spend_by_agent", moved, HOURS)
+
+    result = dg.materialize(
+        [cloudzero_cbf],
+        instance=pipeline.instance,
+        resources={"lake": lake},
+        tags=partition_range_tags(partition_key(HOURS[0]), partition_key(HOURS[-1])),
+        raise_on_error=False,
+    )
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert f"{HOURS[0]:%Y-%m-%dT%H}:00Z: cost does not reconcile" in message
+    assert {h: f.sha256 for h, f in pipeline.cbf_files().items()} == before
+
+
+# --- webhook and database both on -----------------------------------------------------------
+
+
+def test_divergence_between_webhook_and_database_warns_for_the_hour_it_happens(
+    tmp_path, monkeypatch
+):
+    traffic = generate_traffic(HOUR0, len(HOURS), events_per_hour=40, seed=5)
+    # LiteLLM's webhook lost a third of the last hour's events (it drops queued events on
+    # shutdown); its database has every request.
+    lost = {r.request_key for r in traffic.requests if r.hour == HOURS[2] and not r.late}
+    lost = set(sorted(lost)[: len(lost) // 3])
+    kept = [
+        (at, [p for p in payloads if p["litellm_call_id"] not in lost])
+        for at, payloads in traffic.batches
+    ]
+    land_traffic(
+        Traffic(traffic.start, traffic.hour_count, kept, traffic.requests), tmp_path / "data"
+    )
+    (tmp_path / "mapping.yaml").write_text(MAPPING_YAML)
+    (tmp_path / "home").mkdir()
+    with (
+        FakeLiteLLM([api_row(r) for r in rows_from_traffic(traffic)]) as litellm,
+        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
+        FakeAnyCost() as fake,
+    ):
+        monkeypatch.setenv("SPEND_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("SPEND_ATTRIBUTION_FILE", str(tmp_path / "mapping.yaml"))
+        monkeypatch.delenv("LITELLM_DATABASE_URL", raising=False)
+        monkeypatch.setenv("LITELLM_PROXY_URL", litellm.url)
+        monkeypatch.setenv("LITELLM_MASTER_KEY", MASTER_KEY)
+        pipeline = Pipeline(tmp_path, instance, fake, traffic)
+        result = pipeline.run()
+
+    assert result.success  # a warning never stops the hour
+    found = evaluations(result)
+    assert all(found[key].passed for key in blocking_keys())
+    divergence = found[("spend_events", "webhook_database_divergence")]
+    assert not divergence.passed and divergence.severity == dg.AssetCheckSeverity.WARN
+    meta = {k: v.value for k, v in divergence.metadata.items()}
+    assert meta["applies"] is True and meta["sources_on"] == "both"
+    assert (meta["database_only"], meta["webhook_only"]) == (len(lost), 0)
+    assert meta["both_sources"] == len(traffic.requests) - len(lost)
+    assert meta["hours_flagged"] == 1
+    assert f"| {HOURS[2]:%Y-%m-%dT%H}:00Z | 40 | 0 | {len(lost)} |" in meta["diverging_hours"]
+    assert pipeline.spend_events().num_rows == len(traffic.requests)
+
+
+# --- freshness of the submission ------------------------------------------------------------
+
+
+def test_cloudzero_submission_must_be_fresh_within_two_hours(pipeline):
+    graph = pipeline.defs.resolve_asset_graph()
+    node = graph.get(dg.AssetKey("cloudzero_submission"))
+    policy = node.freshness_policy
+    assert policy == dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=2), warn_window=timedelta(minutes=90)
+    )
+    assert pipeline.run().success
+    [request] = pipeline.tick()
+    pipeline.submit(request)
+    submitted_at = (
+        pipeline.instance.fetch_materializations(
+            dg.AssetKey("cloudzero_submission"), limit=1, ascending=False
+        )
+        .records[0]
+        .timestamp
+    )
+
+    def state_after(elapsed: timedelta) -> FreshnessState:
+        # What Dagster's freshness daemon would conclude that long after the submission.
+        with freeze_time(submitted_at + elapsed.total_seconds()):
+            context = LoadingContextForTest(pipeline.instance)
+            evaluator = TimeWindowFreshnessPolicyEvaluator()
+            return asyncio.run(evaluator.evaluate_freshness(context, node))
+
+    assert state_after(timedelta(minutes=70)) == FreshnessState.PASS
+    assert state_after(timedelta(minutes=100)) == FreshnessState.WARN
+    assert state_after(timedelta(hours=2, minutes=5)) == FreshnessState.FAIL
