@@ -8,9 +8,8 @@ hourly specs and turn outcomes into ``AssetCheckResult``s.
 
 Blocking rules (a bad hour must not reach CloudZero): :func:`schema_outcome`,
 :func:`unique_keys_outcome`, :func:`cost_non_negative_outcome`, :func:`reconcile_outcome`.
-Warnings: :func:`unattributed_share_outcome`, :func:`zero_cost_outcome`,
-:func:`source_divergence_outcome`. Shares are exact ``Decimal`` ratios; metadata shows them
-as floats.
+The warnings are in :mod:`assets.quality_checks`. Shares are exact ``Decimal`` ratios;
+metadata shows them as floats.
 """
 
 from __future__ import annotations
@@ -25,20 +24,13 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from assets.attribution import UNATTRIBUTED
 from assets.duck import connect
-from assets.ingest import ZERO_COST_WITH_TOKENS
 from assets.metadata import markdown_preview
 from pipelines.partitions import hourly_partitions
 
 # Stages carry exact DECIMAL(38, 18) money; anything beyond this is a real difference.
 RECONCILE_TOLERANCE = Decimal("1e-9")
 TOP_OFFENDERS = 10
-
-UNATTRIBUTED_SHARE_ENV = "SPEND_UNATTRIBUTED_WARN_SHARE"
-DEFAULT_UNATTRIBUTED_SHARE = Decimal("0.2")
-DIVERGENCE_SHARE_ENV = "SPEND_SOURCE_DIVERGENCE_WARN_SHARE"
-DEFAULT_DIVERGENCE_SHARE = Decimal("0.05")
 
 
 @dataclass(frozen=True)
@@ -104,39 +96,39 @@ def share_setting(name: str, default: Decimal) -> Decimal:
     return share
 
 
-def _query(sql: str, params: Sequence[Any] = (), **tables: pa.Table) -> pa.Table:
+def query_table(sql: str, params: Sequence[Any] = (), **tables: pa.Table) -> pa.Table:
     con = connect()
     for name, table in tables.items():
         con.register(name, table)
     return con.sql(sql, params=list(params) or None).to_arrow_table()
 
 
-def _records(sql: str, params: Sequence[Any] = (), **tables: pa.Table) -> list[dict[str, Any]]:
-    return _query(sql, params, **tables).to_pylist()
+def query_records(sql: str, params: Sequence[Any] = (), **tables: pa.Table) -> list[dict[str, Any]]:
+    return query_table(sql, params, **tables).to_pylist()
 
 
-def _hour(value: datetime) -> str:
+def hour_text(value: datetime) -> str:
     return f"{value.astimezone(timezone.utc):%Y-%m-%dT%H}:00Z"
 
 
-def _exact(value: Decimal | float | int) -> Decimal:
+def exact_decimal(value: Decimal | float | int) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _share(part: Decimal | float | int, whole: Decimal | float | int) -> Decimal:
-    return _exact(part) / _exact(whole) if whole else Decimal(0)
+def share_of(part: Decimal | float | int, whole: Decimal | float | int) -> Decimal:
+    return exact_decimal(part) / exact_decimal(whole) if whole else Decimal(0)
 
 
-def _pct(share: Decimal) -> str:
+def percent_text(share: Decimal) -> str:
     return f"{float(share):.1%}"
 
 
-def _money(value: Decimal | float | int) -> str:
+def money_text(value: Decimal | float | int) -> str:
     """Fixed-point text of an amount, trailing zeros trimmed (``0.000000001``, ``0``).
 
     Exact for the lake's decimals; a float (a table whose schema drifted) shows its repr.
     """
-    value = _exact(value)
+    value = exact_decimal(value)
     return format(value.normalize(), "f") if value else "0"
 
 
@@ -169,7 +161,7 @@ def schema_outcome(table: pa.Table, expected: pa.Schema) -> Outcome:
 
 def unique_keys_outcome(events: pa.Table, key: str = "request_key") -> Outcome:
     """Every row has a ``key`` and no two rows share one (one row per request)."""
-    [totals] = _records(
+    [totals] = query_records(
         f"""
         SELECT count(*) AS rows_checked,
                count(*) FILTER (WHERE nullif({key}, '') IS NULL) AS missing_keys,
@@ -178,7 +170,7 @@ def unique_keys_outcome(events: pa.Table, key: str = "request_key") -> Outcome:
         """,
         events=events,
     )
-    offenders = _query(
+    offenders = query_table(
         f"""
         SELECT {key}, min(usage_hour) AS first_hour, max(usage_hour) AS last_hour,
                count(*) AS rows
@@ -208,7 +200,7 @@ def unique_keys_outcome(events: pa.Table, key: str = "request_key") -> Outcome:
 
 def cost_non_negative_outcome(table: pa.Table, labels: Sequence[str]) -> Outcome:
     """Every ``cost`` is present and ≥ 0; offenders are shown with their ``labels``."""
-    [totals] = _records(
+    [totals] = query_records(
         """
         SELECT count(*) AS rows_checked,
                count(*) FILTER (WHERE cost < 0) AS negative_costs,
@@ -219,7 +211,7 @@ def cost_non_negative_outcome(table: pa.Table, labels: Sequence[str]) -> Outcome
         spend=table,
     )
     columns = ", ".join(["usage_hour", *labels, "cost"])
-    offenders = _query(
+    offenders = query_table(
         f"SELECT {columns} FROM spend WHERE cost < 0 OR cost IS NULL "
         "ORDER BY cost NULLS FIRST, usage_hour LIMIT ?",
         [TOP_OFFENDERS],
@@ -228,7 +220,7 @@ def cost_non_negative_outcome(table: pa.Table, labels: Sequence[str]) -> Outcome
     problems = []
     if totals["negative_costs"]:
         problems.append(
-            f"{totals['negative_costs']} negative costs (lowest {_money(totals['min_cost'])})"
+            f"{totals['negative_costs']} negative costs (lowest {money_text(totals['min_cost'])})"
         )
     if totals["missing_costs"]:
         problems.append(f"{totals['missing_costs']} rows without a cost")
@@ -236,7 +228,7 @@ def cost_non_negative_outcome(table: pa.Table, labels: Sequence[str]) -> Outcome
     return Outcome(
         passed=not problems,
         summary="; ".join(problems) if problems else f"{totals['rows_checked']} costs, all ≥ 0",
-        metadata={**totals, "min_cost": "" if minimum is None else _money(minimum)},
+        metadata={**totals, "min_cost": "" if minimum is None else money_text(minimum)},
         tables={"offenders": offenders} if problems else {},
     )
 
@@ -251,7 +243,7 @@ def reconcile_outcome(
     ``requests`` add up to the number of events."""
     by_hour = {
         row["usage_hour"]: row
-        for row in _records(
+        for row in query_records(
             """
             WITH agg AS (
                 SELECT usage_hour, sum(cost) AS cost, sum(requests) AS requests
@@ -276,204 +268,38 @@ def reconcile_outcome(
         row = by_hour.get(hour)
         if row is None:
             continue
-        difference = _exact(row["aggregate_cost"]) - _exact(row["events_cost"])
+        difference = exact_decimal(row["aggregate_cost"]) - exact_decimal(row["events_cost"])
         largest = max(largest, abs(difference))
         if abs(difference) > tolerance or row["aggregate_requests"] != row["events_requests"]:
             rows.append(
                 {
-                    "hour": _hour(hour),
-                    "spend_events_cost": _money(row["events_cost"]),
-                    "aggregate_cost": _money(row["aggregate_cost"]),
-                    "difference": _money(difference),
+                    "hour": hour_text(hour),
+                    "spend_events_cost": money_text(row["events_cost"]),
+                    "aggregate_cost": money_text(row["aggregate_cost"]),
+                    "difference": money_text(difference),
                     "spend_events_requests": row["events_requests"],
                     "aggregate_requests": row["aggregate_requests"],
                 }
             )
-    total_events = sum((_exact(r["events_cost"]) for r in by_hour.values()), Decimal(0))
-    total_aggregate = sum((_exact(r["aggregate_cost"]) for r in by_hour.values()), Decimal(0))
+    total_events = sum((exact_decimal(r["events_cost"]) for r in by_hour.values()), Decimal(0))
+    total_aggregate = sum(
+        (exact_decimal(r["aggregate_cost"]) for r in by_hour.values()), Decimal(0)
+    )
     return Outcome(
         passed=not rows,
         summary=f"{len(rows)} of {len(checked)} hours do not reconcile with spend_events, "
         f"first {rows[0]['hour']}: {rows[0]['aggregate_cost']} vs {rows[0]['spend_events_cost']}"
         if rows
-        else f"all {len(checked)} hours reconcile with spend_events (tolerance {_money(tolerance)})",
+        else f"all {len(checked)} hours reconcile with spend_events (tolerance {money_text(tolerance)})",
         metadata={
             "hours_checked": len(checked),
             "hours_failing": len(rows),
-            "tolerance": _money(tolerance),
-            "max_abs_difference": _money(largest),
-            "spend_events_cost": _money(total_events),
-            "aggregate_cost": _money(total_aggregate),
+            "tolerance": money_text(tolerance),
+            "max_abs_difference": money_text(largest),
+            "spend_events_cost": money_text(total_events),
+            "aggregate_cost": money_text(total_aggregate),
         },
         tables={"failing_hours": pa.Table.from_pylist(rows)} if rows else {},
-    )
-
-
-# --- warnings -------------------------------------------------------------------------------
-
-
-def unattributed_share_outcome(events: pa.Table, threshold: Decimal) -> Outcome:
-    """Warn when more than ``threshold`` of the cost is attributed to no department."""
-    [totals] = _records(
-        """
-        SELECT coalesce(sum(cost), 0) AS cost,
-               coalesce(sum(cost) FILTER (WHERE department = ?), 0) AS unattributed_cost,
-               count(*) AS requests,
-               count(*) FILTER (WHERE department = ?) AS unattributed_requests
-        FROM events
-        """,
-        [UNATTRIBUTED, UNATTRIBUTED],
-        events=events,
-    )
-    hours = _records(
-        """
-        SELECT usage_hour, coalesce(sum(cost) FILTER (WHERE department = ?), 0) AS unattributed,
-               coalesce(sum(cost), 0) AS cost
-        FROM events GROUP BY usage_hour ORDER BY usage_hour
-        """,
-        [UNATTRIBUTED],
-        events=events,
-    )
-    worst = max(hours, key=lambda h: _share(h["unattributed"], h["cost"]), default=None)
-    # Who spends without saying who they are: what to add to the mapping file.
-    callers = _query(
-        """
-        SELECT key_alias, team_alias, user_id, count(*) AS requests, sum(cost) AS cost
-        FROM events WHERE department = ?
-        GROUP BY ALL ORDER BY cost DESC NULLS LAST, requests DESC LIMIT ?
-        """,
-        [UNATTRIBUTED, TOP_OFFENDERS],
-        events=events,
-    )
-    share = _share(totals["unattributed_cost"], totals["cost"])
-    passed = share <= threshold
-    return Outcome(
-        passed=passed,
-        summary=f"{_pct(share)} of the spend is unattributed "
-        f"({'within' if passed else 'above'} the {_pct(threshold)} threshold)",
-        metadata={
-            "unattributed_share": float(share),
-            "threshold": float(threshold),
-            "threshold_setting": UNATTRIBUTED_SHARE_ENV,
-            "unattributed_cost": _money(totals["unattributed_cost"]),
-            "cost": _money(totals["cost"]),
-            "unattributed_requests": totals["unattributed_requests"],
-            "requests": totals["requests"],
-            "unattributed_request_share": float(
-                _share(totals["unattributed_requests"], totals["requests"])
-            ),
-            "worst_hour": _hour(worst["usage_hour"]) if worst else "",
-            "worst_hour_share": float(_share(worst["unattributed"], worst["cost"]))
-            if worst
-            else 0.0,
-        },
-        tables={"top_unattributed_callers": callers} if callers.num_rows else {},
-    )
-
-
-def zero_cost_outcome(events: pa.Table) -> Outcome:
-    """Warn when successful requests used tokens but cost nothing (ingest's defect rule)."""
-    models = _query(
-        f"""
-        SELECT provider, model,
-               count(*) FILTER (WHERE {ZERO_COST_WITH_TOKENS}) AS zero_cost_requests,
-               sum(total_tokens) FILTER (WHERE {ZERO_COST_WITH_TOKENS}) AS zero_cost_tokens,
-               count(*) FILTER (WHERE cost > 0) AS priced_requests
-        FROM events GROUP BY ALL
-        HAVING count(*) FILTER (WHERE {ZERO_COST_WITH_TOKENS}) > 0
-        ORDER BY zero_cost_requests DESC, provider, model
-        """,
-        events=events,
-    )
-    count = sum(models["zero_cost_requests"].to_pylist())
-    names = [f"{r['provider'] or '?'}/{r['model']}" for r in models.to_pylist()]
-    return Outcome(
-        passed=not count,
-        summary=f"{count} successful requests used tokens but cost 0, models: {', '.join(names)}"
-        if count
-        else "every successful request with tokens has a cost",
-        metadata={
-            "zero_cost_requests": count,
-            "requests": events.num_rows,
-            "models": ", ".join(names),
-        },
-        tables={"models": models} if count else {},
-    )
-
-
-def source_divergence_outcome(events: pa.Table, threshold: Decimal) -> Outcome:
-    """Warn when, in some hour, more than ``threshold`` of the requests were seen by only
-    one of the webhook and the LiteLLM database; passes, saying so, with only one source."""
-    hours = _records(
-        """
-        SELECT usage_hour, count(*) AS requests,
-               count(*) FILTER (WHERE source = 'webhook') AS webhook_only,
-               count(*) FILTER (WHERE source = 'database') AS database_only,
-               count(*) FILTER (WHERE source = 'both') AS both_sources,
-               coalesce(sum(cost) FILTER (WHERE source = 'webhook'), 0) AS webhook_only_cost,
-               coalesce(sum(cost) FILTER (WHERE source = 'database'), 0) AS database_only_cost,
-               coalesce(sum(cost), 0) AS cost
-        FROM events GROUP BY usage_hour ORDER BY usage_hour
-        """,
-        events=events,
-    )
-    webhook = sum(h["webhook_only"] + h["both_sources"] for h in hours)
-    database = sum(h["database_only"] + h["both_sources"] for h in hours)
-    counts = {
-        "requests": sum(h["requests"] for h in hours),
-        "webhook_only": sum(h["webhook_only"] for h in hours),
-        "database_only": sum(h["database_only"] for h in hours),
-        "both_sources": sum(h["both_sources"] for h in hours),
-    }
-    if not (webhook and database):
-        on = "webhook" if webhook else "database" if database else "none"
-        return Outcome(
-            passed=True,
-            summary="does not apply: only one source delivered requests in these hours "
-            f"({on}); the webhook and the LiteLLM database are compared when both are on",
-            metadata={"applies": False, "sources_on": on, "threshold": float(threshold), **counts},
-        )
-    flagged = []
-    for h in hours:
-        one_sided = h["webhook_only"] + h["database_only"]
-        share = _share(one_sided, h["requests"])
-        if share > threshold:
-            flagged.append(
-                {
-                    "hour": _hour(h["usage_hour"]),
-                    "requests": h["requests"],
-                    "webhook_only": h["webhook_only"],
-                    "database_only": h["database_only"],
-                    "one_source_share": round(float(share), 4),
-                    "webhook_only_cost": _money(h["webhook_only_cost"]),
-                    "database_only_cost": _money(h["database_only_cost"]),
-                }
-            )
-    flagged.sort(key=lambda r: (-r["one_source_share"], r["hour"]))
-    one_sided_cost = sum(
-        _exact(h["webhook_only_cost"]) + _exact(h["database_only_cost"]) for h in hours
-    )
-    total_cost = sum((_exact(h["cost"]) for h in hours), Decimal(0))
-    share = _share(counts["webhook_only"] + counts["database_only"], counts["requests"])
-    return Outcome(
-        passed=not flagged,
-        summary=f"{len(flagged)} of {len(hours)} hours have more than {_pct(threshold)} of "
-        f"their requests from one source only, worst {flagged[0]['hour']} "
-        f"({flagged[0]['one_source_share']:.1%})"
-        if flagged
-        else f"webhook and database agree within {_pct(threshold)} in all {len(hours)} hours",
-        metadata={
-            "applies": True,
-            "sources_on": "both",
-            "threshold": float(threshold),
-            "threshold_setting": DIVERGENCE_SHARE_ENV,
-            **counts,
-            "one_source_share": float(share),
-            "one_source_cost_share": float(_share(one_sided_cost, total_cost)),
-            "hours_checked": len(hours),
-            "hours_flagged": len(flagged),
-        },
-        tables={"diverging_hours": pa.Table.from_pylist(flagged)} if flagged else {},
     )
 
 

@@ -8,24 +8,26 @@ import pyarrow.compute as pc
 
 from assets.attribution import attribution_sql
 from assets.checks import (
-    DEFAULT_DIVERGENCE_SHARE,
-    DEFAULT_UNATTRIBUTED_SHARE,
-    DIVERGENCE_SHARE_ENV,
-    UNATTRIBUTED_SHARE_ENV,
     Outcome,
     check_results,
     cost_non_negative_outcome,
     hourly_check_spec,
     schema_outcome,
     share_setting,
-    source_divergence_outcome,
-    unattributed_share_outcome,
     unique_keys_outcome,
     unless_columns_missing,
-    zero_cost_outcome,
 )
 from assets.duck import connect, query_arrow
 from assets.metadata import table_result
+from assets.quality_checks import (
+    DEFAULT_DIVERGENCE_SHARE,
+    DEFAULT_UNATTRIBUTED_SHARE,
+    DIVERGENCE_SHARE_ENV,
+    UNATTRIBUTED_SHARE_ENV,
+    source_divergence_outcome,
+    unattributed_share_outcome,
+    zero_cost_outcome,
+)
 from assets.schemas import SPEND_EVENTS_SCHEMA
 from pipelines.partitions import hourly_asset, partition_hours
 from resources.attribution import AttributionMappingResource

@@ -12,22 +12,24 @@ from assets.aggregates import aggregate_spend
 from assets.attribution import load_mapping
 from assets.billing import reconcile
 from assets.checks import (
-    DEFAULT_UNATTRIBUTED_SHARE,
-    UNATTRIBUTED_SHARE_ENV,
     Outcome,
     cost_non_negative_outcome,
     not_checked,
     reconcile_outcome,
     schema_outcome,
     share_setting,
-    source_divergence_outcome,
-    unattributed_share_outcome,
     unique_keys_outcome,
     unless_columns_missing,
-    zero_cost_outcome,
 )
 from assets.events import build_spend_events
 from assets.ingest import spend_log_defects
+from assets.quality_checks import (
+    DEFAULT_UNATTRIBUTED_SHARE,
+    UNATTRIBUTED_SHARE_ENV,
+    source_divergence_outcome,
+    unattributed_share_outcome,
+    zero_cost_outcome,
+)
 from assets.schemas import AGGREGATE_DIMENSIONS, SPEND_EVENTS_SCHEMA, aggregate_schema
 from tests.samples import EMPTY, HOUR0, raw_row, raw_table
 

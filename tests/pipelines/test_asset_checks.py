@@ -33,7 +33,10 @@ import assets.aggregates
 import assets.events
 from assets.billing import cloudzero_cbf
 from assets.cbf import cbf_hour_path, format_hour, load_cbf_file
-from assets.checks import DIVERGENCE_SHARE_ENV, UNATTRIBUTED_SHARE_ENV
+from assets.quality_checks import (
+    DIVERGENCE_SHARE_ENV,
+    UNATTRIBUTED_SHARE_ENV,
+)
 from assets.schemas import AGGREGATE_DIMENSIONS, UTC_TS
 from demo.traffic import MAPPING_YAML, Traffic, generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, CHECKS, JOBS, resources_from_env
