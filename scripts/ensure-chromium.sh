@@ -7,16 +7,7 @@ set -eu
 
 say() { echo "ensure-chromium: $*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        say "need root (or sudo) to run: $*"
-        exit 1
-    fi
-}
+. "$(dirname "$0")/as-root.sh"
 
 present() {
     command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1

@@ -11,16 +11,7 @@ NO_CLUSTER_CONF=/etc/postgresql-common/createcluster.d/spend-tests-no-main-clust
 
 say() { echo "ensure-postgres: $*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        say "need root (or sudo) to run: $*"
-        exit 1
-    fi
-}
+. "$(dirname "$0")/as-root.sh"
 
 server_binaries_present() {
     if [ -n "${PG_BIN:-}" ]; then
