@@ -1,6 +1,7 @@
 """``spend_events``: one row per request, deduplicated across deliveries and sources."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 
 import dagster as dg
 import pyarrow as pa
@@ -8,7 +9,6 @@ import pyarrow.compute as pc
 
 from assets.attribution import attribution_sql
 from assets.checks import (
-    Outcome,
     check_results,
     cost_non_negative_outcome,
     hourly_check_spec,
@@ -191,8 +191,7 @@ def spend_events_integrity(
 ) -> Iterator[dg.AssetCheckResult]:
     events = lake.read_hours("spend_events", partition_hours(context))
 
-    def rule(outcome: Callable[[], Outcome]) -> Callable[[], Outcome]:
-        return unless_columns_missing(events, SPEND_EVENTS_SCHEMA, outcome)
+    rule = partial(unless_columns_missing, events, SPEND_EVENTS_SCHEMA)
 
     yield from check_results(
         context,
@@ -246,8 +245,7 @@ def spend_events_quality(
         raise dg.Failure(description=str(exc)) from None
     events = lake.read_hours("spend_events", partition_hours(context))
 
-    def rule(outcome: Callable[[], Outcome]) -> Callable[[], Outcome]:
-        return unless_columns_missing(events, SPEND_EVENTS_SCHEMA, outcome)
+    rule = partial(unless_columns_missing, events, SPEND_EVENTS_SCHEMA)
 
     yield from check_results(
         context,
