@@ -1,0 +1,158 @@
+"""notebooks/explore_spend.ipynb, executed top to bottom against a demo lake made by the pipeline."""
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import nbformat
+import pytest
+from ipykernel.kernelspec import write_kernel_spec
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+
+from demo.traffic import MAPPING_YAML, generate_traffic, land_traffic
+from pipelines.definitions import ASSETS, JOBS, resources_from_env
+from pipelines.jobs import partition_range_tags
+from pipelines.partitions import partition_key
+from tests.samples import HOUR0
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore_spend.ipynb"
+HOURS = 3
+KERNEL = "python3"  # the name the notebook's metadata asks for
+CELL_TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def demo_lake(tmp_path_factory):
+    """A few hours of sample traffic landed and run through ``hourly_spend_job``."""
+    root = tmp_path_factory.mktemp("notebook")
+    data_dir = root / "data"
+    traffic = generate_traffic(HOUR0, HOURS, events_per_hour=60, seed=11)
+    land_traffic(traffic, data_dir)
+    mapping = root / "mapping.yaml"
+    mapping.write_text(MAPPING_YAML)
+    tags = partition_range_tags(
+        partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=HOURS - 1))
+    )
+    (root / "dagster_home").mkdir()
+    with (
+        pytest.MonkeyPatch.context() as env,
+        dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance,
+    ):
+        env.setenv("SPEND_DATA_DIR", str(data_dir))
+        env.setenv("SPEND_ATTRIBUTION_FILE", str(mapping))
+        env.delenv("CLOUDZERO_API_KEY", raising=False)
+        defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources_from_env())
+        result = defs.resolve_job_def("hourly_spend_job").execute_in_process(
+            instance=instance, tags=tags
+        )
+    assert result.success
+    return traffic, data_dir
+
+
+@pytest.fixture(scope="module")
+def executed(demo_lake, tmp_path_factory):
+    """The notebook after nbclient ran every cell in a kernel of this interpreter."""
+    _, data_dir = demo_lake
+    # A kernel spec of our own, first on JUPYTER_PATH, so that the kernel is this venv's
+    # Python whatever specs the user or the system has installed under the same name.
+    jupyter_dir = tmp_path_factory.mktemp("jupyter")
+    write_kernel_spec(jupyter_dir / "kernels" / KERNEL)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("JUPYTER_PATH", str(jupyter_dir))
+        assert KernelSpecManager().get_kernel_spec(KERNEL).argv[0] == sys.executable
+        nb = nbformat.read(NOTEBOOK, as_version=4)
+        client = NotebookClient(
+            nb,
+            timeout=CELL_TIMEOUT,
+            kernel_name=KERNEL,
+            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+        )
+        # Raises CellExecutionError, naming the cell, when any cell fails.
+        client.execute(env=os.environ | {"SPEND_DATA_DIR": str(data_dir)})
+    return nb
+
+
+def cell(nb, cell_id: str):
+    (found,) = [c for c in nb.cells if c.get("id") == cell_id]
+    return found
+
+
+def html(nb, cell_id: str) -> str:
+    """The HTML of a cell's result (a pandas table); every column is there, unlike the text."""
+    outputs = [o for o in cell(nb, cell_id).outputs if o.output_type == "execute_result"]
+    assert len(outputs) == 1, cell_id
+    return outputs[0].data["text/html"]
+
+
+def test_committed_notebook_is_valid_and_has_no_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    assert nb.metadata.kernelspec.name == KERNEL
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code
+    for c in code:
+        assert c.outputs == [] and c.execution_count is None, c.id
+
+
+def test_every_cell_runs_without_error(executed):
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    for c in code:
+        assert c.execution_count is not None, c.id
+        assert not [o for o in c.outputs if o.output_type == "error"], c.id
+    # Each code cell but the setup shows something.
+    assert all(c.outputs for c in code if c.id != "setup")
+
+
+def test_totals_match_the_sample_traffic_exactly(executed, demo_lake):
+    traffic, data_dir = demo_lake
+    coverage = cell(executed, "coverage")
+    printed = "".join(o.text for o in coverage.outputs if o.output_type == "stream")
+    assert f"{(data_dir / 'lake').resolve()}: {HOURS} hours, shown per hour" in printed
+    table = html(executed, "coverage")
+    assert f"${traffic.total_cost:,.6f}" in table
+    assert f"<td>{len(traffic.requests)}</td>" in table
+    assert f"${traffic.total_cost:,.6f}" in html(executed, "departments")
+
+
+def test_breakdowns_name_the_sample_departments_teams_agents_and_models(executed, demo_lake):
+    traffic, _ = demo_lake
+    departments = {r.department for r in traffic.requests}
+    assert {"finance", "engineering", "support"} <= departments
+    by_period = html(executed, "departments-by-period")
+    by_department = html(executed, "departments")
+    for department in departments:
+        assert f"<th>{department}</th>" in by_period
+        assert f"<td>{department}</td>" in by_department
+    assert "<td>(total)</td>" in by_department
+    teams, agents = html(executed, "teams"), html(executed, "agents")
+    for r in traffic.requests:
+        assert f"<td>{r.team}</td>" in teams
+        assert f"<td>{r.agent}</td>" in agents
+    for hour in traffic.hours:
+        assert f"<td>{hour:%Y-%m-%d %H:00}</td>" in html(executed, "over-time")
+    models = html(executed, "models")
+    for model in {r.model.split("/", 1)[1] for r in traffic.requests}:
+        assert f"<td>{model}</td>" in models
+
+
+def test_failed_share_overall_and_per_provider(executed, demo_lake):
+    traffic, _ = demo_lake
+    failed = sum(r.failed for r in traffic.requests)
+    assert failed > 0
+    table = html(executed, "failures")
+    share = 100 * failed / len(traffic.requests)
+    assert f"<td>{failed}</td>" in table and f"<td>{share:,.2f}</td>" in table
+    for provider in {r.provider for r in traffic.requests}:
+        assert f"<td>{provider}</td>" in table
+
+
+def test_plot_cell_renders_a_png(executed):
+    outputs = cell(executed, "plot").outputs
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1
+    assert len(images[0].data["image/png"]) > 10_000  # base64 of a real figure, not a blank one
+    assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"]
