@@ -86,3 +86,28 @@ def spend_pipeline(tmp_path: Path):
         env.setenv("SPEND_DATA_DIR", str(data_dir))
         env.setenv("SPEND_ATTRIBUTION_FILE", str(tmp_path / "mapping.yaml"))
         yield Pipeline(tmp_path, instance, fake)
+
+
+@contextmanager
+def sample_range(root: Path, hours: int, events_per_hour: int, seed: int = 11):
+    """``hours`` hours of sample traffic from HOUR0 landed under ``root/data``, with the
+    environment set (no CloudZero key: dry run), a temp instance and the code location's
+    assets and jobs. Yields ``(traffic, data_dir, defs, instance, range tags)``; EnvVar
+    values resolve when a run starts, so the variables stay set until the block ends."""
+    data_dir = root / "data"
+    traffic = generate_traffic(HOUR0, hours, events_per_hour=events_per_hour, seed=seed)
+    land_traffic(traffic, data_dir)
+    (root / "mapping.yaml").write_text(MAPPING_YAML)
+    tags = partition_range_tags(
+        partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=hours - 1))
+    )
+    (root / "dagster_home").mkdir()
+    with (
+        pytest.MonkeyPatch.context() as env,
+        dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance,
+    ):
+        env.setenv("SPEND_DATA_DIR", str(data_dir))
+        env.setenv("SPEND_ATTRIBUTION_FILE", str(root / "mapping.yaml"))
+        env.delenv("CLOUDZERO_API_KEY", raising=False)
+        defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources_from_env())
+        yield traffic, data_dir, defs, instance, tags

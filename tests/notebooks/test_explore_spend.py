@@ -2,21 +2,15 @@
 
 import os
 import sys
-from datetime import timedelta
 from pathlib import Path
 
-import dagster as dg
 import nbformat
 import pytest
 from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
-from demo.traffic import MAPPING_YAML, generate_traffic, land_traffic
-from pipelines.definitions import ASSETS, JOBS, resources_from_env
-from pipelines.jobs import partition_range_tags
-from pipelines.partitions import partition_key
-from tests.samples import HOUR0
+from tests.spend_pipeline import sample_range
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore_spend.ipynb"
 HOURS = 3
@@ -28,23 +22,7 @@ CELL_TIMEOUT = 120
 def demo_lake(tmp_path_factory):
     """A few hours of sample traffic landed and run through ``hourly_spend_job``."""
     root = tmp_path_factory.mktemp("notebook")
-    data_dir = root / "data"
-    traffic = generate_traffic(HOUR0, HOURS, events_per_hour=60, seed=11)
-    land_traffic(traffic, data_dir)
-    mapping = root / "mapping.yaml"
-    mapping.write_text(MAPPING_YAML)
-    tags = partition_range_tags(
-        partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=HOURS - 1))
-    )
-    (root / "dagster_home").mkdir()
-    with (
-        pytest.MonkeyPatch.context() as env,
-        dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance,
-    ):
-        env.setenv("SPEND_DATA_DIR", str(data_dir))
-        env.setenv("SPEND_ATTRIBUTION_FILE", str(mapping))
-        env.delenv("CLOUDZERO_API_KEY", raising=False)
-        defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources_from_env())
+    with sample_range(root, HOURS, events_per_hour=60) as (traffic, data_dir, defs, instance, tags):
         result = defs.resolve_job_def("hourly_spend_job").execute_in_process(
             instance=instance, tags=tags
         )

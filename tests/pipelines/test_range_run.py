@@ -1,21 +1,17 @@
 """A 24-hour range through every asset in one run per job, checked end to end."""
 
 import json
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
 from assets.cbf import read_cbf_csv
-from demo.traffic import MAPPING_YAML, SECRET_MARKERS, generate_traffic, land_traffic
-from pipelines.definitions import ASSETS, JOBS, resources_from_env
-from pipelines.jobs import partition_range_tags
-from pipelines.partitions import partition_key
+from demo.traffic import SECRET_MARKERS
 from resources.landing import LandingZone
-from tests.samples import HOUR0, LAKE_ASSETS
+from tests.samples import LAKE_ASSETS
+from tests.spend_pipeline import sample_range
 
 HOURS = 24
 TOLERANCE = Decimal("1e-9")
@@ -24,24 +20,8 @@ TOLERANCE = Decimal("1e-9")
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("range")
-    data_dir = root / "data"
-    traffic = generate_traffic(HOUR0, HOURS, events_per_hour=150, seed=11)
-    land_traffic(traffic, data_dir)
-    mapping = root / "mapping.yaml"
-    mapping.write_text(MAPPING_YAML)
-    tags = partition_range_tags(
-        partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=HOURS - 1))
-    )
-    (root / "dagster_home").mkdir()
-    # EnvVar values resolve when a run starts, so the variables stay set through the runs.
-    with (
-        pytest.MonkeyPatch.context() as env,
-        dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance,
-    ):
-        env.setenv("SPEND_DATA_DIR", str(data_dir))
-        env.setenv("SPEND_ATTRIBUTION_FILE", str(mapping))
-        env.delenv("CLOUDZERO_API_KEY", raising=False)
-        defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources_from_env())
+    with sample_range(root, HOURS, events_per_hour=150) as sample:
+        traffic, data_dir, defs, instance, tags = sample
         results = {
             name: defs.resolve_job_def(name).execute_in_process(instance=instance, tags=tags)
             for name in ("hourly_spend_job", "cloudzero_submit_job")
