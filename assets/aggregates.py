@@ -3,6 +3,7 @@
 from collections.abc import Callable, Iterator
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 
 from assets.checks import (
@@ -15,13 +16,26 @@ from assets.checks import (
     unless_columns_missing,
 )
 from assets.duck import connect, query_arrow
-from assets.metadata import table_result
+from assets.metadata import RangeSummary, log_chunk
 from assets.schemas import AGGREGATE_DIMENSIONS, aggregate_schema
 from pipelines.partitions import hourly_asset, partition_hours
 from resources.lake import LakeResource
 
+# The spend_events columns an aggregate reads; the others stay on disk.
+_MEASURED = [
+    "usage_hour",
+    "cost",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "failed",
+    "latency_ms",
+]
 
-def aggregate_spend(events: pa.Table, dimensions: list[str]) -> pa.Table:
+
+def aggregate_spend(
+    events: pa.Table, dimensions: list[str], con: duckdb.DuckDBPyConnection | None = None
+) -> pa.Table:
     """Sum cost (exact decimal) and tokens, count requests and failures, latency p50/p95."""
     keys = ", ".join(["usage_hour", *dimensions])
     sql = f"""
@@ -38,7 +52,7 @@ def aggregate_spend(events: pa.Table, dimensions: list[str]) -> pa.Table:
     GROUP BY ALL
     ORDER BY {keys}
     """
-    return query_arrow(connect(), sql, aggregate_schema(dimensions), events=events)
+    return query_arrow(con or connect(), sql, aggregate_schema(dimensions), events=events)
 
 
 def _aggregate_asset(name: str, dimensions: list[str]) -> dg.AssetsDefinition:
@@ -50,10 +64,14 @@ def _aggregate_asset(name: str, dimensions: list[str]) -> dg.AssetsDefinition:
         description=f"Hourly spend, tokens, requests, failures and latency by {', '.join(dimensions)}.",
     )
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        hours = partition_hours(context)
-        table = aggregate_spend(lake.read_hours("spend_events", hours), dimensions)
-        files = lake.write_hours(name, table, hours)
-        return table_result(table, hours, files)
+        hours, con, summary = partition_hours(context), connect(), RangeSummary()
+        chunks = lake.chunks(["spend_events"], hours)
+        for number, chunk in enumerate(chunks, start=1):
+            events = lake.read_hours("spend_events", chunk, columns=[*_MEASURED, *dimensions])
+            table = aggregate_spend(events, dimensions, con)
+            summary.add(table, lake.write_hours(name, table, chunk))
+            log_chunk(context, number, len(chunks), chunk, table.num_rows)
+        return summary.result(hours)
 
     return _asset
 
@@ -97,7 +115,7 @@ def _aggregate_checks(
         context: dg.AssetCheckExecutionContext, lake: LakeResource
     ) -> Iterator[dg.AssetCheckResult]:
         hours = partition_hours(context)
-        table = lake.read_hours(name, hours)
+        table = lake.scan(name, hours)
         schema = aggregate_schema(dimensions)
 
         def rule(outcome: Callable[[], Outcome]) -> Callable[[], Outcome]:
@@ -110,7 +128,7 @@ def _aggregate_checks(
                 "schema_matches": lambda: schema_outcome(table, schema),
                 "cost_non_negative": rule(lambda: cost_non_negative_outcome(table, dimensions)),
                 "reconciles_with_spend_events": rule(
-                    lambda: reconcile_outcome(table, lake.read_hours("spend_events", hours), hours)
+                    lambda: reconcile_outcome(table, lake.scan("spend_events", hours), hours)
                 ),
             },
         )

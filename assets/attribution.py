@@ -80,25 +80,31 @@ def attribution_sql(source: str) -> str:
     """SELECT adding department/team/agent and their sources to every row of ``source``.
 
     ``source`` must have header_<dim>, request_tags, header_tags, key_alias, team_alias;
-    a table ``mapping`` (``MAPPING_SCHEMA``) must be registered.
+    a table ``mapping`` (``MAPPING_SCHEMA``) must be registered. Each candidate value is
+    computed once, in its own column, then the first non-null wins.
     """
-    columns = []
+    candidates: dict[str, list[tuple[str, str]]] = {}
     for dim in DIMENSIONS:
-        candidates = [
+        candidates[dim] = [
             ("header", _clean(f"header_{dim}")),
             ("tag", _tag_value(dim)),
             ("mapping", _clean(f"coalesce(key_map.{dim}, team_map.{dim})")),
         ]
         if dim != "agent":
-            candidates.append(("team_alias", _clean("team_alias")))
-        value = "coalesce(" + ", ".join(e for _, e in candidates) + f", '{UNATTRIBUTED}')"
-        rule = (
-            "CASE "
-            + " ".join(f"WHEN {e} IS NOT NULL THEN '{name}'" for name, e in candidates)
-            + f" ELSE '{UNATTRIBUTED}' END"
-        )
+            candidates[dim].append(("team_alias", _clean("team_alias")))
+    names = [f"_{dim}_{rule}" for dim, rules in candidates.items() for rule, _ in rules]
+    columns = []
+    for dim, rules in candidates.items():
+        value = "coalesce(" + ", ".join(f"_{dim}_{rule}" for rule, _ in rules)
+        decided = " ".join(f"WHEN _{dim}_{rule} IS NOT NULL THEN '{rule}'" for rule, _ in rules)
         name = "attribution_source" if dim == "department" else f"{dim}_source"
-        columns += [f"{value} AS {dim}", f"{rule} AS {name}"]
+        columns += [
+            f"{value}, '{UNATTRIBUTED}') AS {dim}",
+            f"CASE {decided} ELSE '{UNATTRIBUTED}' END AS {name}",
+        ]
+    computed = ", ".join(
+        f"{expr} AS _{dim}_{rule}" for dim, rules in candidates.items() for rule, expr in rules
+    )
     return f"""
     WITH tagged AS (
         SELECT *, list_concat(
@@ -106,11 +112,15 @@ def attribution_sql(source: str) -> str:
             coalesce(string_split(header_tags, ','), [])
         ) AS all_tags
         FROM {source}
+    ),
+    candidates AS (
+        SELECT tagged.* EXCLUDE (all_tags), {computed}
+        FROM tagged
+        LEFT JOIN (SELECT * FROM mapping WHERE kind = 'key') AS key_map
+            ON key_map.alias = tagged.key_alias
+        LEFT JOIN (SELECT * FROM mapping WHERE kind = 'team') AS team_map
+            ON team_map.alias = tagged.team_alias
     )
-    SELECT tagged.* EXCLUDE (all_tags), {", ".join(columns)}
-    FROM tagged
-    LEFT JOIN (SELECT * FROM mapping WHERE kind = 'key') AS key_map
-        ON key_map.alias = tagged.key_alias
-    LEFT JOIN (SELECT * FROM mapping WHERE kind = 'team') AS team_map
-        ON team_map.alias = tagged.team_alias
+    SELECT candidates.* EXCLUDE ({", ".join(names)}), {", ".join(columns)}
+    FROM candidates
     """

@@ -10,7 +10,8 @@ from pydantic import Field
 
 from assets.cbf import CbfFile, cbf_hour_path, cbf_rows, cost_total, load_cbf_file, write_cbf_csv
 from assets.cbf_validation import validate_cbf_hours
-from assets.metadata import markdown_preview, range_metadata, table_cost_total
+from assets.checks import Rows, query_records
+from assets.metadata import markdown_preview, range_metadata
 from pipelines.partitions import hourly_asset, hourly_partitions, partition_hours
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource, split_by_hour
@@ -29,6 +30,12 @@ def reconcile(totals: dict[str, Decimal], hour: datetime | None = None) -> None:
         )
 
 
+def hourly_costs(rows: Rows) -> dict[datetime, Decimal]:
+    """Exact cost per hour of a lake table (hours without rows are absent)."""
+    sql = "SELECT usage_hour, sum(cost) AS cost FROM stage GROUP BY usage_hour"
+    return {r["usage_hour"]: r["cost"] for r in query_records(sql, stage=rows)}
+
+
 @hourly_asset(
     deps=list(AGGREGATES),
     group_name="billing",
@@ -37,15 +44,18 @@ def reconcile(totals: dict[str, Decimal], hour: datetime | None = None) -> None:
 )
 def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    stages = {name: lake.read_hours(name, hours) for name in ("spend_events", *AGGREGATES)}
-    by_hour = {name: split_by_hour(table, hours, "usage_hour") for name, table in stages.items()}
-    rows_by_hour = {hour: cbf_rows(part) for hour, part in by_hour["spend_by_agent"].items()}
+    agents = split_by_hour(lake.read_hours("spend_by_agent", hours), hours, "usage_hour")
+    rows_by_hour = {hour: cbf_rows(part) for hour, part in agents.items()}
+    # DuckDB sums each stage per hour as it streams the files: spend_events is never loaded.
+    stage_costs = {
+        name: hourly_costs(lake.scan(name, hours)) for name in ("spend_events", *AGGREGATES)
+    }
     # Every hour reconciles exactly, spend_events → aggregates → CBF rows, before any file is
     # (re)written: a file on disk is what a submission run sends, materialised or not.
     cbf_totals = {}
     for hour, rows in sorted(rows_by_hour.items()):
         cbf_totals[hour] = cost_total(rows.to_pylist())
-        totals = {name: table_cost_total(parts[hour]) for name, parts in by_hour.items()}
+        totals = {name: costs.get(hour, Decimal(0)) for name, costs in stage_costs.items()}
         reconcile(totals | {"cloudzero_cbf": cbf_totals[hour]}, hour)
     files = [
         write_cbf_csv(rows, cbf_hour_path(lake.data_dir, hour))

@@ -27,6 +27,7 @@ import pyarrow as pa
 from assets.duck import connect
 from assets.metadata import markdown_preview
 from pipelines.partitions import hourly_partitions
+from resources.lake import ParquetScan
 
 # Stages carry exact DECIMAL(38, 18) money; anything beyond this is a real difference.
 RECONCILE_TOLERANCE = Decimal("1e-9")
@@ -67,7 +68,7 @@ def not_checked(reason: str) -> Outcome:
 
 
 def unless_columns_missing(
-    table: pa.Table, expected: pa.Schema, rule: Callable[[], Outcome]
+    table: Rows, expected: pa.Schema, rule: Callable[[], Outcome]
 ) -> Callable[[], Outcome]:
     """``rule``, or a failed "not checked" outcome when ``table`` lacks columns it reads.
 
@@ -96,14 +97,25 @@ def share_setting(name: str, default: Decimal) -> Decimal:
     return share
 
 
-def query_table(sql: str, params: Sequence[Any] = (), **tables: pa.Table) -> pa.Table:
+# What a rule reads: rows in memory, or a range of lake files DuckDB streams.
+Rows = pa.Table | ParquetScan
+
+
+def query_table(sql: str, params: Sequence[Any] = (), **tables: Rows) -> pa.Table:
+    """Run ``sql`` over the named tables; a ``ParquetScan`` is read only for the columns
+    ``sql`` uses, and aggregated as it streams."""
     con = connect()
     for name, table in tables.items():
-        con.register(name, table)
+        if isinstance(table, pa.Table):
+            con.register(name, table)
+        elif table.files:
+            con.read_parquet([str(f) for f in table.files]).create_view(name)
+        else:
+            con.register(name, table.schema.empty_table())
     return con.sql(sql, params=list(params) or None).to_arrow_table()
 
 
-def query_records(sql: str, params: Sequence[Any] = (), **tables: pa.Table) -> list[dict[str, Any]]:
+def query_records(sql: str, params: Sequence[Any] = (), **tables: Rows) -> list[dict[str, Any]]:
     return query_table(sql, params, **tables).to_pylist()
 
 
@@ -135,9 +147,13 @@ def money_text(value: Decimal | float | int) -> str:
 # --- blocking rules -------------------------------------------------------------------------
 
 
-def schema_outcome(table: pa.Table, expected: pa.Schema) -> Outcome:
-    """Column names, order and types equal ``expected`` (nullability aside)."""
-    actual = {f.name: f.type for f in table.schema}
+def schema_outcome(table: Rows, expected: pa.Schema) -> Outcome:
+    """Column names, order and types equal ``expected`` (nullability aside).
+
+    A scan of files with different schemas is judged by the first one that differs.
+    """
+    schema = next((s for s in getattr(table, "schemas", ()) if s != expected), table.schema)
+    actual = {f.name: f.type for f in schema}
     wanted = {f.name: f.type for f in expected}
     problems = [
         f"missing column {name} ({kind})" for name, kind in wanted.items() if name not in actual
@@ -150,16 +166,16 @@ def schema_outcome(table: pa.Table, expected: pa.Schema) -> Outcome:
         for name, kind in wanted.items()
         if name in actual and actual[name] != kind
     ]
-    if not problems and table.schema.names != expected.names:
-        problems.append("columns are out of order: " + ", ".join(table.schema.names))
+    if not problems and schema.names != expected.names:
+        problems.append("columns are out of order: " + ", ".join(schema.names))
     return Outcome(
         passed=not problems,
         summary="; ".join(problems) if problems else f"{len(expected)} columns as expected",
-        metadata={"columns": table.num_columns, "problems": len(problems)},
+        metadata={"columns": len(schema), "problems": len(problems)},
     )
 
 
-def unique_keys_outcome(events: pa.Table, key: str = "request_key") -> Outcome:
+def unique_keys_outcome(events: Rows, key: str = "request_key") -> Outcome:
     """Every row has a ``key`` and no two rows share one (one row per request)."""
     [totals] = query_records(
         f"""
@@ -198,7 +214,7 @@ def unique_keys_outcome(events: pa.Table, key: str = "request_key") -> Outcome:
     )
 
 
-def cost_non_negative_outcome(table: pa.Table, labels: Sequence[str]) -> Outcome:
+def cost_non_negative_outcome(table: Rows, labels: Sequence[str]) -> Outcome:
     """Every ``cost`` is present and ≥ 0; offenders are shown with their ``labels``."""
     [totals] = query_records(
         """
@@ -234,8 +250,8 @@ def cost_non_negative_outcome(table: pa.Table, labels: Sequence[str]) -> Outcome
 
 
 def reconcile_outcome(
-    aggregate: pa.Table,
-    events: pa.Table,
+    aggregate: Rows,
+    events: Rows,
     hours: Iterable[datetime],
     tolerance: Decimal = RECONCILE_TOLERANCE,
 ) -> Outcome:

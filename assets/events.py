@@ -1,9 +1,11 @@
 """``spend_events``: one row per request, deduplicated across deliveries and sources."""
 
+from collections import Counter
 from collections.abc import Iterator
 from functools import partial
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -18,7 +20,7 @@ from assets.checks import (
     unless_columns_missing,
 )
 from assets.duck import connect, query_arrow
-from assets.metadata import table_result
+from assets.metadata import RangeSummary, log_chunk
 from assets.quality_checks import (
     DEFAULT_DIVERGENCE_SHARE,
     DEFAULT_UNATTRIBUTED_SHARE,
@@ -33,44 +35,48 @@ from pipelines.partitions import hourly_asset, partition_hours
 from resources.attribution import AttributionMappingResource
 from resources.lake import LakeResource
 
+
 # Within a source, one row per request key: LiteLLM retries and double logs repeat rows.
-# The order only matters for rows that disagree; it is total, so the pick is stable.
-_ONE_PER_KEY = """
+# The order only matters for rows that disagree; it is total, so the pick is stable. The
+# same window counts the key's deliveries, so the source is scanned once.
+def _one_per_key(source: str) -> str:
+    return f"""
+    SELECT *, count(*) OVER by_key AS deliveries
+    FROM {source}_keyed
+    WINDOW by_key AS (PARTITION BY request_key)
     QUALIFY row_number() OVER (
-        PARTITION BY request_key
-        ORDER BY cost DESC, total_tokens DESC, end_time DESC, request_id
+        by_key ORDER BY cost DESC, total_tokens DESC, end_time DESC, request_id
     ) = 1
-"""
+    """
+
+
+# Both sources key a request by its call id, else its request id. A row without a call id
+# (older LiteLLM database rows) takes the call id the webhook sent with the same request
+# id, if that id names exactly one call: otherwise one request could be keyed by call id
+# in one source and by request id in the other, and count twice.
+def _keyed(source: str) -> str:
+    return f"""
+    SELECT s.*,
+        coalesce(nullif(s.litellm_call_id, ''), c.litellm_call_id, nullif(s.request_id, ''))
+            AS request_key
+    FROM {source} AS s
+    LEFT JOIN webhook_call_ids AS c
+        ON nullif(s.litellm_call_id, '') IS NULL AND s.request_id = c.request_id
+    """
+
 
 _MERGE_SQL = f"""
-WITH unioned AS (
-    SELECT 'database' AS src, * FROM spend_logs
-    UNION ALL BY NAME
-    SELECT 'webhook' AS src, * FROM webhook
-),
--- A database row without a call id (older LiteLLM rows) takes the call id the webhook
--- sent with the same request id, if that id names exactly one call: otherwise one request
--- could be keyed by call id in one source and by request id in the other, and count twice.
-webhook_call_ids AS (
+WITH webhook_call_ids AS (
     SELECT request_id, any_value(litellm_call_id) AS litellm_call_id
-    FROM unioned
-    WHERE src = 'webhook' AND nullif(request_id, '') IS NOT NULL
-      AND nullif(litellm_call_id, '') IS NOT NULL
+    FROM webhook
+    WHERE nullif(request_id, '') IS NOT NULL AND nullif(litellm_call_id, '') IS NOT NULL
     GROUP BY request_id
     HAVING count(DISTINCT litellm_call_id) = 1
 ),
-keyed AS (
-    SELECT
-        u.*,
-        coalesce(nullif(u.litellm_call_id, ''), w.litellm_call_id, nullif(u.request_id, ''))
-            AS request_key
-    FROM unioned AS u
-    LEFT JOIN webhook_call_ids AS w
-        ON nullif(u.litellm_call_id, '') IS NULL AND u.request_id = w.request_id
-),
-db AS (SELECT * FROM keyed WHERE src = 'database' {_ONE_PER_KEY}),
-wh AS (SELECT * FROM keyed WHERE src = 'webhook' {_ONE_PER_KEY}),
-deliveries AS (SELECT request_key, count(*) AS deliveries FROM keyed GROUP BY request_key),
+spend_logs_keyed AS ({_keyed("spend_logs")}),
+webhook_keyed AS ({_keyed("webhook")}),
+db AS ({_one_per_key("spend_logs")}),
+wh AS ({_one_per_key("webhook")}),
 merged AS (
     SELECT
         coalesce(db.request_key, wh.request_key) AS request_key,
@@ -101,30 +107,34 @@ merged AS (
         -- Headers only travel with the webhook.
         wh.header_department, wh.header_team, wh.header_agent, wh.header_tags,
         CASE WHEN db.request_key IS NULL THEN 'webhook'
-             WHEN wh.request_key IS NULL THEN 'database' ELSE 'both' END AS source
+             WHEN wh.request_key IS NULL THEN 'database' ELSE 'both' END AS source,
+        coalesce(db.deliveries, 0) + coalesce(wh.deliveries, 0) AS deliveries
     FROM db FULL OUTER JOIN wh ON db.request_key = wh.request_key
 ),
 attributed AS ({attribution_sql("merged")})
 SELECT
-    a.*,
+    *,
     date_diff('microsecond', start_time, end_time) / 1000.0 AS latency_ms,
     coalesce(status, 'success') <> 'success' AS failed,
     -- "openai/gpt-4o" with provider openai is model gpt-4o; keep model_group as sent.
     coalesce(nullif(custom_llm_provider, ''), nullif(split_part(raw_model, '/', 1), raw_model))
         AS provider,
     CASE WHEN starts_with(raw_model, provider || '/') THEN raw_model[length(provider) + 2:]
-         ELSE raw_model END AS model,
-    d.deliveries
-FROM attributed AS a JOIN deliveries AS d USING (request_key)
+         ELSE raw_model END AS model
+FROM attributed
 ORDER BY usage_hour, start_time, request_key
 """
 
 
-def build_spend_events(spend_logs: pa.Table, webhook: pa.Table, mapping: pa.Table) -> pa.Table:
+def build_spend_events(
+    spend_logs: pa.Table,
+    webhook: pa.Table,
+    mapping: pa.Table,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pa.Table:
     """Merge both raw sources into one attributed row per request (``SPEND_EVENTS_SCHEMA``)."""
-    con = connect()
     return query_arrow(
-        con,
+        con or connect(),
         _MERGE_SQL,
         SPEND_EVENTS_SCHEMA,
         spend_logs=spend_logs,
@@ -133,8 +143,11 @@ def build_spend_events(spend_logs: pa.Table, webhook: pa.Table, mapping: pa.Tabl
     )
 
 
+_RAW_SOURCES = ("litellm_spend_logs", "litellm_webhook_events")
+
+
 @hourly_asset(
-    deps=["litellm_spend_logs", "litellm_webhook_events"],
+    deps=list(_RAW_SOURCES),
     group_name="model",
     kinds={"duckdb", "parquet"},
     description="One attributed row per LiteLLM request, deduplicated within and across sources.",
@@ -143,21 +156,29 @@ def spend_events(
     context: dg.AssetExecutionContext, lake: LakeResource, attribution: AttributionMappingResource
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    events = build_spend_events(
-        lake.read_hours("litellm_spend_logs", hours),
-        lake.read_hours("litellm_webhook_events", hours),
-        attribution.mapping(),
-    )
-    files = lake.write_hours("spend_events", events, hours)
-    sources = pc.value_counts(events["attribution_source"]).to_pylist() if events.num_rows else []
-    return table_result(
-        events,
+    mapping, con = attribution.mapping(), connect()
+    summary, deliveries, sources = RangeSummary(), 0, Counter()
+    chunks = lake.chunks(_RAW_SOURCES, hours)
+    # A request's rows all fall in its start hour, so chunks of whole hours dedupe exactly
+    # as one pass over the range would.
+    for number, chunk in enumerate(chunks, start=1):
+        spend_logs, webhook = (lake.read_hours(source, chunk) for source in _RAW_SOURCES)
+        events = build_spend_events(spend_logs, webhook, mapping, con)
+        files = lake.write_hours("spend_events", events, chunk)
+        summary.add(events, files, events.select(_PREVIEW_COLUMNS))
+        deliveries += int(pc.sum(events["deliveries"]).as_py() or 0)
+        if events.num_rows:
+            counts = pc.value_counts(events["attribution_source"]).to_pylist()
+            sources.update({c["values"]: c["counts"] for c in counts})
+        log_chunk(context, number, len(chunks), chunk, events.num_rows)
+    return summary.result(
         hours,
-        files,
-        preview=events.select(["usage_hour", "department", "team", "agent", "model", "cost"]),
-        duplicate_deliveries=int(pc.sum(events["deliveries"]).as_py() or 0) - events.num_rows,
-        attribution_sources={s["values"]: s["counts"] for s in sources},
+        duplicate_deliveries=deliveries - summary.rows,
+        attribution_sources=dict(sources),
     )
+
+
+_PREVIEW_COLUMNS = ["usage_hour", "department", "team", "agent", "model", "cost"]
 
 
 @dg.multi_asset_check(
@@ -189,7 +210,7 @@ def spend_events(
 def spend_events_integrity(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> Iterator[dg.AssetCheckResult]:
-    events = lake.read_hours("spend_events", partition_hours(context))
+    events = lake.scan("spend_events", partition_hours(context))
 
     rule = partial(unless_columns_missing, events, SPEND_EVENTS_SCHEMA)
 
@@ -243,7 +264,7 @@ def spend_events_quality(
         divergence = share_setting(DIVERGENCE_SHARE_ENV, DEFAULT_DIVERGENCE_SHARE)
     except ValueError as exc:
         raise dg.Failure(description=str(exc)) from None
-    events = lake.read_hours("spend_events", partition_hours(context))
+    events = lake.scan("spend_events", partition_hours(context))
 
     rule = partial(unless_columns_missing, events, SPEND_EVENTS_SCHEMA)
 

@@ -4,11 +4,11 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.duck import connect, query_arrow
-from assets.metadata import table_result
+from assets.metadata import RangeSummary, log_chunk, table_result
 from assets.schemas import RAW_SPEND_SCHEMA
 from pipelines.partitions import hourly_asset, partition_hours
-from resources.lake import LakeResource
-from resources.landing import LandingZoneResource
+from resources.lake import CHUNK_ROWS, LakeResource, chunk_hours
+from resources.landing import LANDED_LINE_BYTES, LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
 
 _WEBHOOK_SQL = """
@@ -133,19 +133,25 @@ def litellm_webhook_events(
     landing: LandingZoneResource,
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    read = landing.zone().read_hours(hours)
-    table = webhook_events_table(read.table)
-    if read.torn_bytes or read.malformed:
+    zone = landing.zone()
+    summary, landing_files, torn_bytes, malformed = RangeSummary(), 0, 0, []
+    chunks = chunk_hours(hours, zone.hour_bytes(hours), CHUNK_ROWS * LANDED_LINE_BYTES)
+    for number, chunk in enumerate(chunks, start=1):
+        read = zone.read_hours(chunk)
+        table = webhook_events_table(read.table)
+        summary.add(table, lake.write_hours("litellm_webhook_events", table, chunk))
+        landing_files += len(read.files)
+        torn_bytes += read.torn_bytes
+        malformed += read.malformed
+        log_chunk(context, number, len(chunks), chunk, table.num_rows)
+    if torn_bytes or malformed:
         context.log.warning(
-            f"skipped {read.torn_bytes} bytes of torn last lines and {len(read.malformed)} "
-            f"malformed lines, first: {read.malformed[:1]}"
+            f"skipped {torn_bytes} bytes of torn last lines and {len(malformed)} "
+            f"malformed lines, first: {malformed[:1]}"
         )
-    files = lake.write_hours("litellm_webhook_events", table, hours)
-    return table_result(
-        table,
+    return summary.result(
         hours,
-        files,
-        landing_files=len(read.files),
-        torn_bytes=read.torn_bytes,
-        malformed_lines=len(read.malformed),
+        landing_files=landing_files,
+        torn_bytes=torn_bytes,
+        malformed_lines=len(malformed),
     )

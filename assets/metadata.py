@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,8 +18,11 @@ PREVIEW_ROWS = 10
 
 
 def table_cost_total(table: pa.Table, column: str = "cost") -> Decimal:
+    """Exact sum of a money column; a float column (a drifted schema) sums via its text."""
     total = pc.sum(table[column]).as_py() if table.num_rows else None
-    return total if total is not None else Decimal(0)
+    if total is None:
+        return Decimal(0)
+    return total if isinstance(total, Decimal) else Decimal(str(total))
 
 
 def markdown_preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> str:
@@ -44,6 +49,40 @@ def range_metadata(hours: Sequence[datetime], files: Sequence[Path]) -> dict[str
     return meta
 
 
+@dataclass
+class RangeSummary:
+    """What a step wrote over its range, added up chunk by chunk: rows, exact cost, files
+    and the first rows for the preview."""
+
+    rows: int = 0
+    cost: Decimal | None = None  # None for a table without a cost column
+    files: list[Path] = field(default_factory=list)
+    preview: pa.Table | None = None
+
+    def add(self, table: pa.Table, files: Sequence[Path], preview: pa.Table | None = None) -> None:
+        self.rows += table.num_rows
+        if "cost" in table.column_names:
+            with decimal.localcontext(prec=100):  # exact: far wider than DECIMAL(38, 18)
+                self.cost = (self.cost or Decimal(0)) + table_cost_total(table)
+        self.files.extend(files)
+        shown = preview if preview is not None else table
+        if self.preview is None or (self.preview.num_rows == 0 and shown.num_rows):
+            self.preview = shown.slice(0, PREVIEW_ROWS)
+
+    def result(self, hours: Sequence[datetime], **extra: Any) -> dg.MaterializeResult:
+        """The standard result of a lake asset. Numbers cover the whole materialised range."""
+        preview = self.preview if self.preview is not None else pa.table({})
+        metadata = {
+            "dagster/row_count": self.rows,
+            **range_metadata(hours, self.files),
+            "preview": dg.MetadataValue.md(markdown_preview(preview)),
+            **extra,
+        }
+        if self.cost is not None:
+            metadata["cost_total"] = dg.MetadataValue.text(str(self.cost))
+        return dg.MaterializeResult(metadata=metadata)
+
+
 def table_result(
     table: pa.Table,
     hours: Sequence[datetime],
@@ -51,13 +90,18 @@ def table_result(
     preview: pa.Table | None = None,
     **extra: Any,
 ) -> dg.MaterializeResult:
-    """The standard result of a lake asset. Numbers cover the whole materialised range."""
-    metadata = {
-        "dagster/row_count": table.num_rows,
-        **range_metadata(hours, files),
-        "preview": dg.MetadataValue.md(markdown_preview(preview if preview is not None else table)),
-        **extra,
-    }
-    if "cost" in table.column_names:
-        metadata["cost_total"] = dg.MetadataValue.text(str(table_cost_total(table)))
-    return dg.MaterializeResult(metadata=metadata)
+    """The result of a lake asset written in one piece."""
+    summary = RangeSummary()
+    summary.add(table, files, preview)
+    return summary.result(hours, **extra)
+
+
+def log_chunk(
+    context: dg.AssetExecutionContext, number: int, total: int, hours: Sequence[datetime], rows: int
+) -> None:
+    """Progress of a range worked through in chunks, in the run's log."""
+    if total > 1:
+        context.log.info(
+            f"chunk {number}/{total}: {len(hours)} hour(s) {hours[0]:%Y-%m-%dT%H}:00Z.."
+            f"{hours[-1]:%Y-%m-%dT%H}:00Z, {rows} rows"
+        )

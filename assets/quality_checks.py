@@ -16,6 +16,7 @@ from assets.attribution import UNATTRIBUTED
 from assets.checks import (
     TOP_OFFENDERS,
     Outcome,
+    Rows,
     exact_decimal,
     hour_text,
     money_text,
@@ -32,7 +33,7 @@ DIVERGENCE_SHARE_ENV = "SPEND_SOURCE_DIVERGENCE_WARN_SHARE"
 DEFAULT_DIVERGENCE_SHARE = Decimal("0.05")
 
 
-def unattributed_share_outcome(events: pa.Table, threshold: Decimal) -> Outcome:
+def unattributed_share_outcome(events: Rows, threshold: Decimal) -> Outcome:
     """Warn when more than ``threshold`` of the cost is attributed to no department."""
     [totals] = query_records(
         """
@@ -91,7 +92,7 @@ def unattributed_share_outcome(events: pa.Table, threshold: Decimal) -> Outcome:
     )
 
 
-def zero_cost_outcome(events: pa.Table) -> Outcome:
+def zero_cost_outcome(events: Rows) -> Outcome:
     """Warn when successful requests used tokens but cost nothing (ingest's defect rule)."""
     models = query_table(
         f"""
@@ -121,7 +122,7 @@ def zero_cost_outcome(events: pa.Table) -> Outcome:
     )
 
 
-def source_divergence_outcome(events: pa.Table, threshold: Decimal) -> Outcome:
+def source_divergence_outcome(events: Rows, threshold: Decimal) -> Outcome:
     """Warn when, in some hour, more than ``threshold`` of the requests were seen by only
     one of the webhook and the LiteLLM database; passes, saying so, with only one source."""
     hours = query_records(

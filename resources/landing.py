@@ -14,6 +14,7 @@ reader still ignores a torn last line so that a future appending writer cannot b
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pyarrow.json as pa_json
 
@@ -39,6 +41,9 @@ DEFAULT_ATTRIBUTION_HEADERS = ("x-department", "x-team", "x-agent", "x-litellm-t
 MAX_HEADER_VALUE = 256
 # Header names that carry credentials or tracking tokens are never kept, whatever the config.
 _SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
+# A landed line of real LiteLLM traffic is about 800 bytes (787 on the sample traffic):
+# readers size their chunks of hours with it.
+LANDED_LINE_BYTES = 800
 LANDING_DIR = Path("landing") / "litellm_webhook"
 QUARANTINE_DIR = Path("landing") / "_quarantine"
 _WRITER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -442,14 +447,32 @@ class LandingZone:
         result.files.append(path)
         result.bytes += len(data)
 
+    def hour_bytes(self, hours: Sequence[datetime]) -> list[int]:
+        """Bytes landed per hour (what a reader of the hour must parse)."""
+        return [sum(f.stat().st_size for f in self.hour_files(h)) for h in hours]
+
     def hour_files(self, hour: datetime) -> list[Path]:
         folder = hive_dir(self.root, hour)
         return sorted(folder.glob("*.ndjson")) if folder.is_dir() else []
 
     def read_hours(self, hours: Sequence[datetime]) -> LandingRead:
+        """Every landed line of ``hours`` as ``LANDING_SCHEMA`` rows.
+
+        Whole files (the normal case) are parsed by DuckDB's JSON reader in one parallel
+        pass with the explicit schema. A file with a torn last line, or a batch DuckDB
+        refuses, goes through :func:`parse_landing_lines`, which keeps the good lines and
+        reports each bad one.
+        """
         files = [f for h in hours for f in self.hour_files(h)]
+        whole = [f for f in files if _ends_with_newline(f)]
         tables, torn, malformed = [], 0, []
+        try:
+            tables.append(_read_whole_files(whole))
+        except duckdb.Error:
+            tables, whole = [], []  # the slow path below finds the bad lines
         for path in files:
+            if path in whole:
+                continue
             data = path.read_bytes()
             complete = data[: data.rfind(b"\n") + 1]
             torn += len(data) - len(complete)
@@ -459,6 +482,35 @@ class LandingZone:
                 malformed.extend(bad)
         table = pa.concat_tables(tables) if tables else LANDING_SCHEMA.empty_table()
         return LandingRead(table=table, files=files, torn_bytes=torn, malformed=malformed)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """True for an empty file or one whose last byte is a newline (no torn last line)."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+@functools.cache
+def _duckdb_columns() -> dict[str, str]:
+    """``LANDING_SCHEMA`` in DuckDB's type names, for ``read_json(columns=...)``."""
+    con = duckdb.connect(":memory:")
+    con.register("landing", LANDING_SCHEMA.empty_table())
+    return {name: kind for name, kind, *_ in con.sql("DESCRIBE landing").fetchall()}
+
+
+def _read_whole_files(files: Sequence[Path]) -> pa.Table:
+    if not files:
+        return LANDING_SCHEMA.empty_table()
+    con = duckdb.connect(":memory:")
+    relation = con.sql(
+        "SELECT * FROM read_json($files, format = 'newline_delimited', columns = $columns, "
+        "hive_partitioning = false)",
+        params={"files": [str(f) for f in files], "columns": _duckdb_columns()},
+    )
+    return relation.to_arrow_table().cast(LANDING_SCHEMA)
 
 
 def quarantine_entry(payload: Any, index: int, reason: str, received_at: float) -> dict[str, Any]:
