@@ -15,26 +15,15 @@ from assets.checks import (
     schema_outcome,
     unless_columns_missing,
 )
-from assets.duck import connect, query_arrow
+from assets.duck import Rows, connect, query_arrow
 from assets.metadata import RangeSummary, log_chunk
 from assets.schemas import AGGREGATE_DIMENSIONS, aggregate_schema
 from pipelines.partitions import hourly_asset, partition_hours
 from resources.lake import LakeResource
 
-# The spend_events columns an aggregate reads; the others stay on disk.
-_MEASURED = [
-    "usage_hour",
-    "cost",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "failed",
-    "latency_ms",
-]
-
 
 def aggregate_spend(
-    events: pa.Table, dimensions: list[str], con: duckdb.DuckDBPyConnection | None = None
+    events: Rows, dimensions: list[str], con: duckdb.DuckDBPyConnection | None = None
 ) -> pa.Table:
     """Sum cost (exact decimal) and tokens, count requests and failures, latency p50/p95."""
     keys = ", ".join(["usage_hour", *dimensions])
@@ -67,8 +56,7 @@ def _aggregate_asset(name: str, dimensions: list[str]) -> dg.AssetsDefinition:
         hours, con, summary = partition_hours(context), connect(), RangeSummary()
         chunks = lake.chunks(["spend_events"], hours)
         for number, chunk in enumerate(chunks, start=1):
-            events = lake.read_hours("spend_events", chunk, columns=[*_MEASURED, *dimensions])
-            table = aggregate_spend(events, dimensions, con)
+            table = aggregate_spend(lake.scan("spend_events", chunk), dimensions, con)
             summary.add(table, lake.write_hours(name, table, chunk))
             log_chunk(context, number, len(chunks), chunk, table.num_rows)
         return summary.result(hours)

@@ -24,10 +24,9 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from assets.duck import connect
+from assets.duck import Rows, connect, register
 from assets.metadata import markdown_preview
 from pipelines.partitions import hourly_partitions
-from resources.lake import ParquetScan
 
 # Stages carry exact DECIMAL(38, 18) money; anything beyond this is a real difference.
 RECONCILE_TOLERANCE = Decimal("1e-9")
@@ -97,21 +96,10 @@ def share_setting(name: str, default: Decimal) -> Decimal:
     return share
 
 
-# What a rule reads: rows in memory, or a range of lake files DuckDB streams.
-Rows = pa.Table | ParquetScan
-
-
 def query_table(sql: str, params: Sequence[Any] = (), **tables: Rows) -> pa.Table:
-    """Run ``sql`` over the named tables; a ``ParquetScan`` is read only for the columns
-    ``sql`` uses, and aggregated as it streams."""
     con = connect()
     for name, table in tables.items():
-        if isinstance(table, pa.Table):
-            con.register(name, table)
-        elif table.files:
-            con.read_parquet([str(f) for f in table.files]).create_view(name)
-        else:
-            con.register(name, table.schema.empty_table())
+        register(con, name, table)
     return con.sql(sql, params=list(params) or None).to_arrow_table()
 
 

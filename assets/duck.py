@@ -3,6 +3,8 @@
 import duckdb
 import pyarrow as pa
 
+from resources.lake import ParquetScan
+
 
 def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
@@ -11,15 +13,30 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+# What a query reads: rows in memory, or a range of lake files DuckDB reads itself (in
+# parallel, only the columns the query uses, aggregating as it streams).
+Rows = pa.Table | ParquetScan
+
+
+def register(con: duckdb.DuckDBPyConnection, name: str, rows: Rows) -> None:
+    """Make ``rows`` queryable as ``name`` on ``con``."""
+    if isinstance(rows, pa.Table):
+        con.register(name, rows)
+    elif rows.files:
+        con.read_parquet([str(f) for f in rows.files]).create_view(name, replace=True)
+    else:
+        con.register(name, rows.schema.empty_table())
+
+
 def query_arrow(
-    con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema, **tables: pa.Table
+    con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema, **tables: Rows
 ) -> pa.Table:
-    """Run ``sql`` over the named Arrow ``tables`` and return it cast to ``schema``."""
+    """Run ``sql`` over the named ``tables`` and return it cast to ``schema``."""
     for name, table in tables.items():
-        con.register(name, table)
+        register(con, name, table)
     try:
         result = con.sql(sql).to_arrow_table()
     finally:
         for name in tables:
-            con.unregister(name)
+            con.execute(f'DROP VIEW IF EXISTS "{name}"')
     return result.select(schema.names).cast(schema)

@@ -19,7 +19,7 @@ from assets.checks import (
     unique_keys_outcome,
     unless_columns_missing,
 )
-from assets.duck import connect, query_arrow
+from assets.duck import Rows, connect, query_arrow
 from assets.metadata import RangeSummary, log_chunk
 from assets.quality_checks import (
     DEFAULT_DIVERGENCE_SHARE,
@@ -122,13 +122,12 @@ SELECT
     CASE WHEN starts_with(raw_model, provider || '/') THEN raw_model[length(provider) + 2:]
          ELSE raw_model END AS model
 FROM attributed
-ORDER BY usage_hour, start_time, request_key
 """
 
 
 def build_spend_events(
-    spend_logs: pa.Table,
-    webhook: pa.Table,
+    spend_logs: Rows,
+    webhook: Rows,
     mapping: pa.Table,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> pa.Table:
@@ -162,7 +161,7 @@ def spend_events(
     # A request's rows all fall in its start hour, so chunks of whole hours dedupe exactly
     # as one pass over the range would.
     for number, chunk in enumerate(chunks, start=1):
-        spend_logs, webhook = (lake.read_hours(source, chunk) for source in _RAW_SOURCES)
+        spend_logs, webhook = (lake.scan(source, chunk) for source in _RAW_SOURCES)
         events = build_spend_events(spend_logs, webhook, mapping, con)
         files = lake.write_hours("spend_events", events, chunk)
         summary.add(events, files, events.select(_PREVIEW_COLUMNS))

@@ -59,7 +59,9 @@ def split_by_hour(
     Rows outside ``hours`` are a caller bug (they would silently vanish), so they raise.
     """
     wanted = {h.astimezone(timezone.utc) for h in hours}
-    table = table.sort_by(hour_column)
+    column = table[hour_column]
+    if table.num_rows > 1 and not pc.all(pc.less_equal(column[:-1], column[1:])).as_py():
+        table = table.sort_by(hour_column)  # queries mostly hand over sorted rows: no copy
     slices: dict[datetime, pa.Table] = {h: table.schema.empty_table() for h in wanted}
     if table.num_rows:
         counts = pc.value_counts(table[hour_column]).to_pylist()

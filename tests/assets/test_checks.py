@@ -39,9 +39,10 @@ TEAM = AGGREGATE_DIMENSIONS["spend_by_team"]
 
 
 def events_of(*rows: dict, spend_logs: tuple[dict, ...] = ()) -> pa.Table:
-    """``spend_events`` as the asset builds it from webhook rows (and database rows)."""
+    """``spend_events`` as the asset builds it from webhook rows (and database rows), in
+    request-key order (the asset leaves row order to DuckDB)."""
     logs = raw_table(*spend_logs) if spend_logs else EMPTY
-    return build_spend_events(logs, raw_table(*rows), load_mapping(None))
+    return build_spend_events(logs, raw_table(*rows), load_mapping(None)).sort_by("request_key")
 
 
 def sample_events() -> pa.Table:
