@@ -1,0 +1,211 @@
+"""One busy hour: a million webhook events through the whole pipeline in one Dagster run.
+
+Setup (not measured): ``--events`` unique requests of real-shaped sample traffic for
+2026-04-15 13:00 UTC (plus ~2% duplicate deliveries) are landed through
+``LandingZone.write_events`` in batches of 512 (``benchmarks/spend_data.py``).
+
+Each round measures, alternately:
+
+* **baseline**: ``benchmarks/duckdb_baseline.py`` in its own process, one hand-written
+  DuckDB query from the same landing files to the same aggregates and CBF rows;
+* **pipeline**: ``dagster asset materialize --select '*cloudzero_cbf' --partition …`` (a real
+  CLI run on a fresh instance and an empty lake): ``litellm_webhook_events`` →
+  ``spend_events`` → the three aggregates → ``cloudzero_cbf``, with every asset check.
+
+The pipeline's aggregates and CBF file must equal the baseline's rows exactly, or no number
+is reported.
+
+    .venv/bin/python -m benchmarks.busy_hour --output benchmarks/results/busy_hour.md
+    .venv/bin/python -m benchmarks.busy_hour --events 50000 --rounds 1   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from assets.cbf import (  # noqa: E402
+    CBF_COLUMNS,  # noqa: E402
+    cbf_hour_path,
+    read_cbf_csv,
+)
+from assets.schemas import AGGREGATE_DIMENSIONS  # noqa: E402
+from benchmarks import REPO_ROOT, publish  # noqa: E402
+from benchmarks.duckdb_baseline import aggregate_rows, cbf_rows, run_baseline  # noqa: E402
+from benchmarks.machine import describe_machine  # noqa: E402
+from benchmarks.pipeline_run import (  # noqa: E402
+    PeakSampler,
+    RunMeasure,
+    materialize,
+    pipeline_environment,
+)
+from benchmarks.spend_data import land_hour  # noqa: E402
+
+HOUR = datetime(2026, 4, 15, 13, tzinfo=timezone.utc)
+START_DATE = "2026-04-01"
+PACKAGES = {"pipeline stack": ["dagster", "duckdb", "pyarrow"]}
+CODE_UNDER_TEST = ["assets", "resources", "pipelines", "benchmarks"]
+TARGETS = {"compute_ratio": 1.5, "wall_seconds": 30.0, "peak_gib": 4.0}
+
+
+@dataclass(frozen=True)
+class BaselineMeasure:
+    seconds: float  # the query, connection included (from inside the process)
+    wall_seconds: float  # the whole process, interpreter start included
+    peak_rss_mib: float
+
+
+def measure_baseline(data_dir: Path, mapping: Path) -> BaselineMeasure:
+    command = [sys.executable, "-m", "benchmarks.duckdb_baseline", str(data_dir), str(mapping)]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    sampler = PeakSampler(process.pid)
+    out, _ = process.communicate(timeout=600)
+    peak = sampler.stop()
+    if process.returncode:
+        raise RuntimeError(f"baseline failed with exit code {process.returncode}")
+    return BaselineMeasure(json.loads(out)["seconds"], time.perf_counter() - started, peak)
+
+
+def verify(data_dir: Path, mapping: Path) -> int:
+    """The pipeline's aggregates and CBF rows equal the baseline's; returns CBF rows."""
+    _, result = run_baseline(data_dir, mapping)
+    lake = data_dir / "lake"
+    for asset, dimensions in AGGREGATE_DIMENSIONS.items():
+        table = pq.read_table(next((lake / asset).glob("*/*/*.parquet")))
+        mine = sorted(tuple(r.values()) for r in table.to_pylist())
+        if mine != aggregate_rows(result, asset, dimensions):
+            raise RuntimeError(f"{asset} differs from the baseline's rows")
+    files = read_cbf_csv(cbf_hour_path(data_dir, HOUR))
+    mine = sorted(tuple(r[c] for c in CBF_COLUMNS) for r in files)
+    if mine != cbf_rows(result):
+        raise RuntimeError("the CBF file differs from the baseline's CBF rows")
+    return len(mine)
+
+
+def fresh_outputs(data_dir: Path) -> None:
+    for folder in ("lake", "cbf"):
+        shutil.rmtree(data_dir / folder, ignore_errors=True)
+
+
+def render(
+    options: argparse.Namespace,
+    command: str,
+    machine: dict[str, str],
+    landed: object,
+    rounds: list[tuple[BaselineMeasure, RunMeasure]],
+    cbf_row_count: int,
+) -> str:
+    base = statistics.median(b.seconds for b, _ in rounds)
+    compute = statistics.median(r.compute_seconds for _, r in rounds)
+    wall = statistics.median(r.wall_seconds for _, r in rounds)
+    peak = max(r.peak_rss_mib for _, r in rounds)
+    base_peak = max(b.peak_rss_mib for b, _ in rounds)
+    ratio = compute / base
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines = [
+        "# One busy hour through the pipeline",
+        "",
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Command: `{command}`",
+        "",
+        f"Landed for {HOUR:%Y-%m-%d %H:00} UTC: {landed.requests:,} requests, "
+        f"{landed.deliveries:,} deliveries (duplicates included) in {landed.files:,} files, "
+        f"{landed.bytes / 1e6:,.0f} MB of NDJSON. Every round's aggregates and CBF file "
+        f"({cbf_row_count} rows) equal the baseline query's rows exactly.",
+        "",
+        "| measure (median of rounds; peak = highest) | pipeline | baseline | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| summed step compute time | {compute:.2f} s | {base:.2f} s (the query) | "
+        f"**{ratio:.2f}** | ≤ {TARGETS['compute_ratio']} × baseline: "
+        f"{verdict(ratio <= TARGETS['compute_ratio'])} |",
+        f"| wall time of the `dagster` CLI process | {wall:.2f} s | "
+        f"{statistics.median(b.wall_seconds for b, _ in rounds):.2f} s | – | "
+        f"≤ {TARGETS['wall_seconds']:.0f} s: {verdict(wall <= TARGETS['wall_seconds'])} |",
+        f"| peak RSS (process tree) | {peak:,.0f} MiB | {base_peak:,.0f} MiB | "
+        f"{peak / base_peak:.2f} | ≤ {TARGETS['peak_gib']:.0f} GiB: "
+        f"{verdict(peak <= TARGETS['peak_gib'] * 1024)} |",
+        "",
+        "| round | baseline query s | pipeline compute s | run s (Dagster) | CLI wall s | "
+        "peak MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for number, (b, r) in enumerate(rounds, start=1):
+        lines.append(
+            f"| {number} | {b.seconds:.2f} | {r.compute_seconds:.2f} | {r.run_seconds:.2f} | "
+            f"{r.wall_seconds:.2f} | {r.peak_rss_mib:,.0f} |"
+        )
+    lines += ["", "Compute time per step (median of rounds):", "", "| step | s | share |"]
+    lines.append("|---|---|---|")
+    steps = {
+        k: statistics.median(r.step_seconds[k] for _, r in rounds)
+        for k in rounds[0][1].step_seconds
+    }
+    for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {key} | {seconds:.2f} | {seconds / compute:.0%} |")
+    lines += ["", "Machine:", ""]
+    lines += [f"- {label}: {value}" for label, value in machine.items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="unique requests")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work-dir", type=Path, help="kept afterwards (default: a temp dir)")
+    parser.add_argument("--output", type=Path, help="write the Markdown report here too")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    work = options.work_dir or Path(tempfile.mkdtemp(prefix="busy-hour-"))
+    data_dir = work / "data"
+    try:
+        print(f"landing {options.events:,} requests in {data_dir} ...", file=sys.stderr)
+        landed = land_hour(data_dir, HOUR, options.events, seed=1)
+        machine = describe_machine(data_dir, PACKAGES, CODE_UNDER_TEST)
+        rounds, cbf_row_count = [], 0
+        for number in range(1, options.rounds + 1):
+            fresh_outputs(data_dir)
+            env = pipeline_environment(data_dir, work / f"home-{number}", START_DATE)
+            mapping = Path(env["SPEND_ATTRIBUTION_FILE"])
+            baseline = measure_baseline(data_dir, mapping)
+            run = materialize(env, HOUR, HOUR)
+            cbf_row_count = verify(data_dir, mapping)
+            rounds.append((baseline, run))
+            print(
+                f"round {number}: baseline {baseline.seconds:.2f} s, pipeline compute "
+                f"{run.compute_seconds:.2f} s, wall {run.wall_seconds:.2f} s, "
+                f"peak {run.peak_rss_mib:,.0f} MiB",
+                file=sys.stderr,
+            )
+    finally:
+        if options.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    publish(
+        render(options, shlex.join(sys.orig_argv), machine, landed, rounds, cbf_row_count),
+        options.output,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""A month's backfill as one run, against one run per partition; and memory against range.
+
+Setup (not measured): April 2026, 720 hours × ``--events-per-hour`` unique requests of
+real-shaped webhook traffic (``benchmarks/spend_data.land_month``: one day generated and
+landed through ``LandingZone.write_events``, the other 29 days copies of it shifted by
+whole days with unique ids).
+
+Measured, each a real ``dagster asset materialize --select '*cloudzero_cbf'`` CLI run on
+its own fresh instance:
+
+1. **single run**: the whole month as one run (``--partition-range``), as a single-run
+   backfill from the UI runs it;
+2. **one run per partition**: ``--slice`` hours spread evenly over the month, each its own
+   run (``--partition``), as a backfill without a single-run policy would launch them. The
+   month's cost is extrapolated as 720 × the mean run, and the spread is reported;
+3. **memory against range**: the peak memory of a 24-hour range run, against the month's.
+
+    .venv/bin/python -m benchmarks.month_backfill --output benchmarks/results/month_backfill.md
+    .venv/bin/python -m benchmarks.month_backfill --events-per-hour 500 --slice 2   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from assets.cbf import cbf_hour_path  # noqa: E402
+from assets.duck import connect  # noqa: E402
+from benchmarks import publish  # noqa: E402
+from benchmarks.machine import describe_machine  # noqa: E402
+from benchmarks.pipeline_run import RunMeasure, materialize, pipeline_environment  # noqa: E402
+from benchmarks.spend_data import Landed, land_month  # noqa: E402
+
+MONTH_START = datetime(2026, 4, 1, tzinfo=timezone.utc)
+HOURS = 720
+DAY_HOURS = 24
+START_DATE = "2026-04-01"
+PACKAGES = {"pipeline stack": ["dagster", "duckdb", "pyarrow"]}
+CODE_UNDER_TEST = ["assets", "resources", "pipelines", "benchmarks"]
+TARGETS = {"month_seconds": 180.0, "speedup": 10.0, "memory_ratio": 1.5}
+
+
+def _run(work: Path, data_dir: Path, label: str, first: datetime, last: datetime) -> RunMeasure:
+    env = pipeline_environment(data_dir, work / f"home-{label}", START_DATE)
+    run = materialize(env, first, last)
+    print(
+        f"{label}: wall {run.wall_seconds:.1f} s, compute {run.compute_seconds:.1f} s, "
+        f"peak {run.peak_rss_mib:,.0f} MiB",
+        file=sys.stderr,
+    )
+    return run
+
+
+def verify(data_dir: Path, landed: Landed) -> None:
+    """Every request of the month is one spend_events row, and every hour has a CBF file."""
+    events = (
+        connect()
+        .sql(
+            "SELECT count(*) FROM read_parquet($files)",
+            params={"files": str(data_dir / "lake" / "spend_events" / "*" / "*" / "*.parquet")},
+        )
+        .fetchall()[0][0]
+    )
+    hours = [MONTH_START + timedelta(hours=i) for i in range(HOURS)]
+    missing = [h for h in hours if not cbf_hour_path(data_dir, h).exists()]
+    if events != landed.requests or missing:
+        raise RuntimeError(
+            f"spend_events has {events} rows for {landed.requests} requests; "
+            f"{len(missing)} hours lack a CBF file"
+        )
+
+
+def slice_hours(count: int) -> list[datetime]:
+    """``count`` hours spread evenly over the month, at different hours of the day."""
+    step = HOURS // count
+    return [MONTH_START + timedelta(hours=i * step + i % DAY_HOURS) for i in range(count)]
+
+
+def render(
+    command: str,
+    machine: dict[str, str],
+    landed: Landed,
+    month: RunMeasure,
+    day: RunMeasure,
+    per_partition: list[tuple[datetime, RunMeasure]],
+) -> str:
+    walls = [r.wall_seconds for _, r in per_partition]
+    mean = statistics.mean(walls)
+    extrapolated = HOURS * mean
+    speedup = extrapolated / month.wall_seconds
+    memory_ratio = month.peak_rss_mib / day.peak_rss_mib
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines = [
+        "# A month's backfill, and memory against the range",
+        "",
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Command: `{command}`",
+        "",
+        f"Landed for April 2026 ({HOURS} hours): {landed.requests:,} requests, "
+        f"{landed.deliveries:,} deliveries in {landed.files:,} files, "
+        f"{landed.bytes / 1e9:,.2f} GB of NDJSON.",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+        f"| month as one run, CLI wall time | **{month.wall_seconds:.1f} s** (Dagster run "
+        f"{month.run_seconds:.1f} s, steps {month.compute_seconds:.1f} s) | ≤ 180 s: "
+        f"{verdict(month.wall_seconds <= TARGETS['month_seconds'])} |",
+        f"| one run per partition, {len(per_partition)} of {HOURS} hours measured | mean "
+        f"{mean:.2f} s per run (min {min(walls):.2f}, max {max(walls):.2f}) → "
+        f"{HOURS} × {mean:.2f} s = **{extrapolated / 60:.1f} min** | – |",
+        f"| speed-up of one run over one run per partition | **{speedup:.0f}×** | ≥ 10×: "
+        f"{verdict(speedup >= TARGETS['speedup'])} |",
+        f"| peak RSS, 720-hour run / 24-hour run | {month.peak_rss_mib:,.0f} MiB / "
+        f"{day.peak_rss_mib:,.0f} MiB = **{memory_ratio:.2f}** | < 1.5: "
+        f"{verdict(memory_ratio < TARGETS['memory_ratio'])} |",
+        "",
+        "| run | hours | CLI wall s | Dagster run s | step compute s | peak RSS MiB |",
+        "|---|---|---|---|---|---|",
+        f"| month, one run | {HOURS} | {month.wall_seconds:.1f} | {month.run_seconds:.1f} | "
+        f"{month.compute_seconds:.1f} | {month.peak_rss_mib:,.0f} |",
+        f"| first day, one run | {DAY_HOURS} | {day.wall_seconds:.1f} | {day.run_seconds:.1f} "
+        f"| {day.compute_seconds:.1f} | {day.peak_rss_mib:,.0f} |",
+    ]
+    for hour, run in per_partition:
+        lines.append(
+            f"| {hour:%Y-%m-%d %H}:00 alone | 1 | {run.wall_seconds:.2f} | "
+            f"{run.run_seconds:.2f} | {run.compute_seconds:.2f} | {run.peak_rss_mib:,.0f} |"
+        )
+    lines += ["", "Step compute time of the month run:", "", "| step | s |", "|---|---|"]
+    for key, seconds in sorted(month.step_seconds.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {key} | {seconds:.1f} |")
+    lines += ["", "Machine:", ""]
+    lines += [f"- {label}: {value}" for label, value in machine.items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events-per-hour", type=int, default=10_000)
+    parser.add_argument("--slice", type=int, default=6, help="partitions run one by one")
+    parser.add_argument("--work-dir", type=Path, help="kept afterwards (default: a temp dir)")
+    parser.add_argument("--output", type=Path, help="write the Markdown report here too")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    work = options.work_dir or Path(tempfile.mkdtemp(prefix="month-backfill-"))
+    data_dir = work / "data"
+    last = MONTH_START + timedelta(hours=HOURS - 1)
+    try:
+        print(f"landing {HOURS} hours in {data_dir} ...", file=sys.stderr)
+        landed = land_month(data_dir, MONTH_START, HOURS, options.events_per_hour)
+        machine = describe_machine(data_dir, PACKAGES, CODE_UNDER_TEST)
+        month = _run(work, data_dir, "month", MONTH_START, last)
+        verify(data_dir, landed)
+        day = _run(work, data_dir, "day", MONTH_START, MONTH_START + timedelta(hours=23))
+        per_partition = [
+            (hour, _run(work, data_dir, f"{hour:%d-%H}", hour, hour))
+            for hour in slice_hours(options.slice)
+        ]
+    finally:
+        if options.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    report = render(shlex.join(sys.orig_argv), machine, landed, month, day, per_partition)
+    publish(report, options.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

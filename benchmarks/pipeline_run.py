@@ -1,0 +1,165 @@
+"""One measured ``dagster asset materialize`` run of ``hourly_spend_job``'s assets.
+
+The run is a real CLI process (Dagster's multiprocess executor, a child process per step)
+against its own ``DAGSTER_HOME``. While it runs, the resident memory of the CLI process and
+all its descendants is summed every 50 ms; the peak of that sum is the run's peak memory.
+Afterwards the run's own events give each step's compute time (``STEP_SUCCESS`` duration)
+and the run's start and end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from benchmarks import REPO_ROOT
+from demo.traffic import MAPPING_YAML
+from pipelines.partitions import partition_key
+
+SAMPLE_SECONDS = 0.05
+RUN_TIMEOUT_SECONDS = 1800
+
+
+@dataclass(frozen=True)
+class RunMeasure:
+    """What one run cost."""
+
+    wall_seconds: float  # the CLI process, from start to exit (imports included)
+    run_seconds: float  # Dagster's RUN_START to RUN_SUCCESS
+    step_seconds: dict[str, float]  # compute time of each step, from STEP_SUCCESS
+    peak_rss_mib: float  # peak of the summed RSS of the CLI process and its children
+
+    @property
+    def compute_seconds(self) -> float:
+        return sum(self.step_seconds.values())
+
+
+def pipeline_environment(data_dir: Path, home: Path, start_date: str) -> dict[str, str]:
+    """The environment of a run: its own lake, instance and the sample attribution mapping."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    mapping = data_dir / "sample_attribution.yaml"
+    mapping.write_text(MAPPING_YAML)
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SPEND_", "LITELLM_"))},
+        "DAGSTER_HOME": str(home),
+        "SPEND_DATA_DIR": str(data_dir),
+        "SPEND_START_DATE": start_date,
+        "SPEND_ATTRIBUTION_FILE": str(mapping),
+    }
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in task.read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def tree_rss_mib(root: int) -> float:
+    """Summed RSS of ``root`` and every process below it."""
+    total, todo, seen = 0, [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += _rss_kib(pid)
+        todo += _children(pid)
+    return total / 1024
+
+
+class PeakSampler:
+    """Samples ``tree_rss_mib(pid)`` on a thread until stopped; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.peak = max(self.peak, tree_rss_mib(self.pid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def materialize(env: Mapping[str, str], first: datetime, last: datetime) -> RunMeasure:
+    """Materialise ``*cloudzero_cbf`` for ``first``..``last`` (inclusive) as one run."""
+    keys = (partition_key(first), partition_key(last))
+    span = ["--partition", keys[0]] if first == last else ["--partition-range", "...".join(keys)]
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "asset",
+        "materialize",
+        "-m",
+        "pipelines.definitions",
+        "--select",
+        "*cloudzero_cbf",
+        *span,
+    ]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=dict(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = PeakSampler(process.pid)
+    try:
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+    finally:
+        process.kill()
+        peak = sampler.stop()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"dagster run failed ({process.returncode}):\n{stderr[-3000:]}")
+    run_seconds, steps = _run_events(Path(env["DAGSTER_HOME"]))
+    return RunMeasure(wall, run_seconds, steps, peak)
+
+
+def _run_events(home: Path) -> tuple[float, dict[str, float]]:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs(limit=1)
+        if run.status != dg.DagsterRunStatus.SUCCESS:
+            raise RuntimeError(f"run {run.run_id} ended {run.status}")
+        records = instance.get_records_for_run(run.run_id, limit=100_000).records
+        steps, times = {}, {}
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            if event is None:
+                continue
+            if event.event_type_value == "STEP_SUCCESS":
+                steps[event.step_key] = event.event_specific_data.duration_ms / 1000
+            elif event.event_type_value in ("PIPELINE_START", "PIPELINE_SUCCESS"):
+                times[event.event_type_value] = record.event_log_entry.timestamp
+    return times["PIPELINE_SUCCESS"] - times["PIPELINE_START"], steps
