@@ -7,7 +7,7 @@ from assets.duck import connect, query_arrow
 from assets.metadata import RangeSummary, log_chunk, table_result
 from assets.schemas import RAW_SPEND_SCHEMA
 from pipelines.partitions import hourly_asset, partition_hours
-from resources.lake import CHUNK_ROWS, LakeResource, chunk_hours
+from resources.lake import LakeResource, chunk_hours
 from resources.landing import LANDED_LINE_BYTES, LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
 
@@ -135,7 +135,7 @@ def litellm_webhook_events(
     hours = partition_hours(context)
     zone = landing.zone()
     summary, landing_files, torn_bytes, malformed = RangeSummary(), 0, 0, []
-    chunks = chunk_hours(hours, zone.hour_bytes(hours), CHUNK_ROWS * LANDED_LINE_BYTES)
+    chunks = chunk_hours(hours, zone.hour_bytes(hours), lake.chunk_rows * LANDED_LINE_BYTES)
     for number, chunk in enumerate(chunks, start=1):
         read = zone.read_hours(chunk)
         table = webhook_events_table(read.table)

@@ -25,7 +25,7 @@ from pipelines.schedules import hourly_spend_schedule
 from pipelines.sensors import cloudzero_cbf_sensor, late_landing_sensor
 from resources.attribution import AttributionMappingResource
 from resources.cloudzero import CloudZeroResource
-from resources.lake import LakeResource
+from resources.lake import CHUNK_ROWS, LakeResource
 from resources.landing import LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
 
@@ -68,7 +68,12 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
     """The resources as the current environment configures them."""
     data_dir = env_or("SPEND_DATA_DIR", DEFAULT_DATA_DIR)
     return {
-        "lake": LakeResource(data_dir=data_dir),
+        "lake": LakeResource(
+            data_dir=data_dir,
+            chunk_rows=dg.EnvVar.int("SPEND_CHUNK_ROWS")
+            if os.getenv("SPEND_CHUNK_ROWS")
+            else CHUNK_ROWS,
+        ),
         "landing": LandingZoneResource(data_dir=data_dir),
         "attribution": AttributionMappingResource(mapping_file=env_or("SPEND_ATTRIBUTION_FILE")),
         "litellm": LiteLLMSpendLogsResource(

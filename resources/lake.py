@@ -18,6 +18,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import Field
 
 HOUR = timedelta(hours=1)
 PART_FILE = "part-0.parquet"
@@ -75,8 +76,8 @@ def split_by_hour(
     return slices
 
 
-# A step works through a range in chunks of consecutive hours of about this many input
-# rows, so its memory depends on the busiest hours, not on how many hours the range has.
+# By default a step works through a range in chunks of consecutive hours of about this
+# many input rows, so its memory depends on the busiest hours, not on the range's length.
 # 200,000 rows of spend_events are about 150 MB in Arrow; one hour is never split.
 CHUNK_ROWS = 200_000
 
@@ -141,6 +142,12 @@ class LakeResource(dg.ConfigurableResource):
     """Reads and writes the hourly Parquet tables under ``<data_dir>/lake``."""
 
     data_dir: str = "./data"
+    chunk_rows: int = Field(
+        default=CHUNK_ROWS,
+        gt=0,
+        description="Rows a step holds at once while it works through a range: memory "
+        "against per-chunk overhead. An hour is never split.",
+    )
 
     @property
     def root(self) -> Path:
@@ -194,9 +201,8 @@ class LakeResource(dg.ConfigurableResource):
         """Rows per hour, from the Parquet footers (no data is read)."""
         return [pq.read_metadata(f).num_rows for f in self.hour_files(asset, hours)]
 
-    def chunks(
-        self, assets: Sequence[str], hours: Sequence[datetime], budget: int = CHUNK_ROWS
-    ) -> list[list[datetime]]:
-        """``hours`` in chunks of about ``budget`` rows of ``assets`` together."""
+    def chunks(self, assets: Sequence[str], hours: Sequence[datetime]) -> list[list[datetime]]:
+        """``hours`` in chunks of about ``chunk_rows`` rows of ``assets`` together."""
         per_asset = [self.row_counts(asset, hours) for asset in assets]
-        return chunk_hours(hours, [sum(counts) for counts in zip(*per_asset, strict=True)], budget)
+        sizes = [sum(counts) for counts in zip(*per_asset, strict=True)]
+        return chunk_hours(hours, sizes, self.chunk_rows)
