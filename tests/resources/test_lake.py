@@ -4,7 +4,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from resources.lake import LakeResource, atomic_write, hive_dir, hours_between, split_by_hour
+from resources.lake import (
+    LakeResource,
+    atomic_write,
+    chunk_hours,
+    hive_dir,
+    hours_between,
+    split_by_hour,
+)
 
 H0 = datetime(2026, 3, 1, 22, tzinfo=timezone.utc)
 HOURS = hours_between(H0, H0 + timedelta(hours=3))
@@ -74,3 +81,42 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
         atomic_write(path, broken)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_chunk_hours_groups_consecutive_hours_within_the_budget():
+    hours = hours_between(H0, H0 + timedelta(hours=6))
+    assert (
+        chunk_hours(hours, [3, 3, 4, 10, 0, 2], budget=10)
+        == [
+            hours[0:3],  # 3 + 3 + 4 = 10 fits
+            hours[3:5],  # 10 + 0
+            hours[5:6],
+        ]
+    )
+    # An hour over the budget is a chunk of its own, never dropped or split.
+    assert chunk_hours(hours[:3], [50, 1, 50], budget=10) == [[h] for h in hours[:3]]
+    assert chunk_hours([], [], budget=10) == []
+    with pytest.raises(ValueError, match="3 hours but 2 sizes"):
+        chunk_hours(hours[:3], [1, 2], budget=10)
+
+
+def test_row_counts_scan_and_projected_reads_come_from_the_files(tmp_path):
+    lake = LakeResource(data_dir=str(tmp_path), chunk_rows=2)
+    lake.write_hours("t", table([HOURS[0], HOURS[0], HOURS[2]]), HOURS)
+    assert lake.row_counts("t", HOURS) == [2, 0, 1]
+    assert lake.chunks(["t"], HOURS) == [HOURS[:2], HOURS[2:]]
+    assert lake.chunks(["t", "t"], HOURS) == [HOURS[:1], HOURS[1:]]
+    assert lake.read_hours("t", HOURS, columns=["n"]).column_names == ["n"]
+    scan = lake.scan("t", HOURS)
+    assert (scan.num_rows, scan.column_names, len(scan.files)) == (3, ["usage_hour", "n"], 3)
+    assert scan.schemas == (table(HOURS[:1]).schema,)
+
+
+def test_a_scan_keeps_every_distinct_schema(tmp_path):
+    lake = LakeResource(data_dir=str(tmp_path))
+    lake.write_hours("t", table(HOURS[:1]), HOURS[:1])
+    drifted = table(HOURS[1:2]).set_column(1, "n", pa.array([1.5]))
+    lake.write_hours("t", drifted, HOURS[1:2])
+    scan = lake.scan("t", HOURS[:2])
+    assert scan.schema == table(HOURS[:1]).schema
+    assert [s.field("n").type for s in scan.schemas] == [pa.int64(), pa.float64()]
