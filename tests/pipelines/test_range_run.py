@@ -1,15 +1,24 @@
 """A 24-hour range through every asset in one run per job, checked end to end."""
 
 import json
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from assets.cbf import read_cbf_csv
+from assets.cbf import cbf_hour_path, read_cbf_csv
 from demo.traffic import SECRET_MARKERS
-from resources.landing import LandingZone
+from pipelines.definitions import ASSETS, JOBS
+from pipelines.jobs import partition_range_tags
+from pipelines.partitions import partition_key
+from resources.attribution import AttributionMappingResource
+from resources.cloudzero import CloudZeroResource
+from resources.lake import LakeResource
+from resources.landing import LandingZone, LandingZoneResource
+from resources.litellm import LiteLLMSpendLogsResource
 from tests.samples import LAKE_ASSETS
 from tests.spend_pipeline import sample_range
 
@@ -136,3 +145,41 @@ def test_no_prompt_completion_key_or_token_is_written_anywhere(pipeline_run):
             assert marker not in text, (marker, path)
         checked += 1
     assert checked > 24 * 8
+
+
+def test_chunks_of_one_hour_write_the_same_lake_and_cbf_files(pipeline_run, tmp_path):
+    # SPEND_CHUNK_ROWS=1 makes every step work hour by hour: the result must not change.
+    traffic, data_dir, _, _, root = pipeline_run
+    chunked = tmp_path / "data"
+    shutil.copytree(data_dir / "landing", chunked / "landing")
+    resources = {
+        "lake": LakeResource(data_dir=str(chunked), chunk_rows=1),
+        "landing": LandingZoneResource(data_dir=str(chunked)),
+        "attribution": AttributionMappingResource(mapping_file=str(root / "mapping.yaml")),
+        "litellm": LiteLLMSpendLogsResource(),
+        "cloudzero": CloudZeroResource(data_dir=str(chunked), dry_run=True),
+    }
+    defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources)
+    last = partition_key(traffic.hours[-1])
+    tags = partition_range_tags(partition_key(traffic.hours[0]), last)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("hourly_spend_job").execute_in_process(
+            instance=instance, tags=tags
+        )
+        logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert result.success
+    chunk_logs = [m for m in logs if "chunk 24/24" in m]
+    assert len(chunk_logs) == 5  # webhook events, spend_events, the three aggregates
+    for asset in LAKE_ASSETS:
+        for mine, theirs in zip(
+            lake_files(chunked, asset), lake_files(data_dir, asset), strict=True
+        ):
+            assert sorted_rows(mine) == sorted_rows(theirs), mine
+    for hour in traffic.hours:
+        assert (
+            cbf_hour_path(chunked, hour).read_bytes() == cbf_hour_path(data_dir, hour).read_bytes()
+        )
+
+
+def sorted_rows(path: Path) -> list[tuple]:
+    return sorted(tuple(map(str, r.values())) for r in pq.read_table(path).to_pylist())
