@@ -67,12 +67,15 @@ def _clean(expr: str) -> str:
     return f"nullif(lower(trim({expr})), '')"
 
 
+# A tag "x-<dim>: v" or "<dim>:v" as (dim, value); one regex per tag serves all dimensions.
+_TAG_PATTERN = rf"(?i)^\s*(?:x-)?({'|'.join(DIMENSIONS)})\s*:\s*(.*?)\s*$"
+
+
 def _tag_value(dimension: str) -> str:
-    # First tag of the form "x-<dim>: v" or "<dim>:v"; DuckDB lists are 1-based, [1] of [] is NULL.
-    pattern = rf"(?i)^\s*(?:x-)?{dimension}\s*:\s*(.*?)\s*$"
+    # The first tag naming the dimension with a value; DuckDB lists are 1-based, [1] of [] is NULL.
     return (
-        f"list_filter(list_transform(all_tags, lambda t: lower(regexp_extract(t, '{pattern}', 1))), "
-        f"lambda v: v <> '')[1]"
+        f"lower(list_filter(tag_pairs, lambda p: lower(p.dim) = '{dimension}' AND p.value <> '')"
+        "[1].value)"
     )
 
 
@@ -107,14 +110,16 @@ def attribution_sql(source: str) -> str:
     )
     return f"""
     WITH tagged AS (
-        SELECT *, list_concat(
-            coalesce(request_tags, []),
-            coalesce(string_split(header_tags, ','), [])
-        ) AS all_tags
+        SELECT *, list_transform(
+            list_concat(
+                coalesce(request_tags, []), coalesce(string_split(header_tags, ','), [])
+            ),
+            lambda t: regexp_extract(t, '{_TAG_PATTERN}', ['dim', 'value'])
+        ) AS tag_pairs
         FROM {source}
     ),
     candidates AS (
-        SELECT tagged.* EXCLUDE (all_tags), {computed}
+        SELECT tagged.* EXCLUDE (tag_pairs), {computed}
         FROM tagged
         LEFT JOIN (SELECT * FROM mapping WHERE kind = 'key') AS key_map
             ON key_map.alias = tagged.key_alias

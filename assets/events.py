@@ -37,15 +37,23 @@ from resources.lake import LakeResource
 
 
 # Within a source, one row per request key: LiteLLM retries and double logs repeat rows.
-# The order only matters for rows that disagree; it is total, so the pick is stable. The
-# same window counts the key's deliveries, so the source is scanned once.
+# The order only matters for rows that disagree; it is total, so the pick is stable. Most
+# keys come once, so only the rows of repeated keys go through the (wide, sorting) window.
 def _one_per_key(source: str) -> str:
+    keyed = f"{source}_keyed"
     return f"""
-    SELECT *, count(*) OVER by_key AS deliveries
-    FROM {source}_keyed
-    WINDOW by_key AS (PARTITION BY request_key)
+    WITH repeated AS (
+        SELECT request_key, count(*) AS deliveries FROM {keyed}
+        GROUP BY request_key HAVING count(*) > 1
+    )
+    SELECT k.*, 1 AS deliveries
+    FROM {keyed} AS k ANTI JOIN repeated AS r ON k.request_key IS NOT DISTINCT FROM r.request_key
+    UNION ALL BY NAME
+    SELECT k.*, r.deliveries
+    FROM {keyed} AS k JOIN repeated AS r ON k.request_key IS NOT DISTINCT FROM r.request_key
     QUALIFY row_number() OVER (
-        by_key ORDER BY cost DESC, total_tokens DESC, end_time DESC, request_id
+        PARTITION BY k.request_key
+        ORDER BY k.cost DESC, k.total_tokens DESC, k.end_time DESC, k.request_id
     ) = 1
     """
 
