@@ -4,6 +4,7 @@ import duckdb
 import pyarrow as pa
 
 from resources.lake import ParquetScan
+from resources.landing import LANDING_SCHEMA, LandedFiles
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -13,15 +14,20 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-# What a query reads: rows in memory, or a range of lake files DuckDB reads itself (in
-# parallel, only the columns the query uses, aggregating as it streams).
-Rows = pa.Table | ParquetScan
+# What a query reads: rows in memory, or files DuckDB reads itself (lake Parquet or landed
+# NDJSON: in parallel, only the columns the query uses, aggregating as it streams).
+Rows = pa.Table | ParquetScan | LandedFiles
 
 
 def register(con: duckdb.DuckDBPyConnection, name: str, rows: Rows) -> None:
     """Make ``rows`` queryable as ``name`` on ``con``."""
     if isinstance(rows, pa.Table):
         con.register(name, rows)
+    elif isinstance(rows, LandedFiles):
+        if rows.files:
+            con.sql(f"SELECT * FROM {rows.sql()}").create_view(name, replace=True)
+        else:
+            con.register(name, LANDING_SCHEMA.empty_table())
     elif rows.files:
         con.read_parquet([str(f) for f in rows.files]).create_view(name, replace=True)
     else:

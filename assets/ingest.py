@@ -1,6 +1,7 @@
 """Raw hourly assets: LiteLLM spend logs and webhook landings, normalised to one shape."""
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 
 from assets.duck import connect, query_arrow
@@ -8,7 +9,7 @@ from assets.metadata import RangeSummary, log_chunk, table_result
 from assets.schemas import RAW_SPEND_SCHEMA
 from pipelines.partitions import hourly_asset, partition_hours
 from resources.lake import LakeResource, chunk_hours
-from resources.landing import LANDED_LINE_BYTES, LandingZoneResource
+from resources.landing import LANDED_LINE_BYTES, LandingRead, LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
 
 _WEBHOOK_SQL = """
@@ -38,13 +39,27 @@ SELECT
     headers."x-team" AS header_team,
     headers."x-agent" AS header_agent,
     headers."x-litellm-tags" AS header_tags
-FROM landing
+FROM (
+    SELECT * FROM landing_files UNION ALL BY NAME SELECT * FROM landing_rows
+)
 """
 
 
-def webhook_events_table(landing: pa.Table) -> pa.Table:
-    """Landed webhook records → ``RAW_SPEND_SCHEMA`` rows (every delivery kept)."""
-    return query_arrow(connect(), _WEBHOOK_SQL, RAW_SPEND_SCHEMA, landing=landing)
+def webhook_events_table(
+    landing: LandingRead | pa.Table, con: duckdb.DuckDBPyConnection | None = None
+) -> pa.Table:
+    """Landed webhook records → ``RAW_SPEND_SCHEMA`` rows (every delivery kept).
+
+    Files a ``LandingRead`` left unread are parsed by this same query.
+    """
+    read = landing if isinstance(landing, LandingRead) else LandingRead(landing, [])
+    return query_arrow(
+        con or connect(),
+        _WEBHOOK_SQL,
+        RAW_SPEND_SCHEMA,
+        landing_files=read.unread,
+        landing_rows=read.table,
+    )
 
 
 # A success that used tokens but cost nothing: LiteLLM's cost calculator failed (it falls back
@@ -133,12 +148,16 @@ def litellm_webhook_events(
     landing: LandingZoneResource,
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    zone = landing.zone()
+    zone, con = landing.zone(), connect()
     summary, landing_files, torn_bytes, malformed = RangeSummary(), 0, 0, []
     chunks = chunk_hours(hours, zone.hour_bytes(hours), lake.chunk_rows * LANDED_LINE_BYTES)
     for number, chunk in enumerate(chunks, start=1):
-        read = zone.read_hours(chunk)
-        table = webhook_events_table(read.table)
+        read = zone.scan_hours(chunk)
+        try:
+            table = webhook_events_table(read, con)
+        except duckdb.InvalidInputException:  # a bad line: find and report it, keep the rest
+            read = zone.read_hours(chunk)
+            table = webhook_events_table(read, con)
         summary.add(table, lake.write_hours("litellm_webhook_events", table, chunk))
         landing_files += len(read.files)
         torn_bytes += read.torn_bytes

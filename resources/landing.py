@@ -331,14 +331,36 @@ class WriteResult:
     bytes: int = 0
 
 
+@dataclass(frozen=True)
+class LandedFiles:
+    """Whole landing files left for DuckDB's JSON reader to parse inside a query."""
+
+    files: tuple[Path, ...] = ()
+
+    def sql(self) -> str:
+        """The ``read_json(...)`` table expression, with the explicit landing schema."""
+
+        def text(value: str) -> str:
+            return "'" + value.replace("'", "''") + "'"
+
+        files = ", ".join(text(str(f)) for f in self.files)
+        columns = ", ".join(f"{text(n)}: {text(t)}" for n, t in _duckdb_columns().items())
+        return (
+            f"read_json([{files}], format = 'newline_delimited', columns = {{{columns}}}, "
+            "hive_partitioning = false)"
+        )
+
+
 @dataclass
 class LandingRead:
-    """What the reader found for a set of hours."""
+    """What the reader found for a set of hours: parsed rows, plus (from ``scan_hours``)
+    whole files a query is still to read."""
 
     table: pa.Table
     files: list[Path]
     torn_bytes: int = 0
     malformed: list[dict[str, Any]] = field(default_factory=list)
+    unread: LandedFiles = LandedFiles()
 
 
 def _ndjson(lines: Iterable[Mapping[str, Any]]) -> bytes:
@@ -455,33 +477,47 @@ class LandingZone:
         folder = hive_dir(self.root, hour)
         return sorted(folder.glob("*.ndjson")) if folder.is_dir() else []
 
+    def scan_hours(self, hours: Sequence[datetime]) -> LandingRead:
+        """The landed lines of ``hours``, leaving whole files (the normal case) unread for a
+        query to parse in one parallel pass (``LandingRead.unread``). A file with a torn
+        last line is parsed here: its complete lines are kept, the torn bytes counted."""
+        files = [f for h in hours for f in self.hour_files(h)]
+        whole = [f for f in files if _ends_with_newline(f)]
+        read = _parse_files([f for f in files if f not in set(whole)])
+        return LandingRead(
+            read.table, files, read.torn_bytes, read.malformed, LandedFiles(tuple(whole))
+        )
+
     def read_hours(self, hours: Sequence[datetime]) -> LandingRead:
         """Every landed line of ``hours`` as ``LANDING_SCHEMA`` rows.
 
-        Whole files (the normal case) are parsed by DuckDB's JSON reader in one parallel
-        pass with the explicit schema. A file with a torn last line, or a batch DuckDB
-        refuses, goes through :func:`parse_landing_lines`, which keeps the good lines and
-        reports each bad one.
+        Whole files are parsed by DuckDB's JSON reader with the explicit schema. If it
+        refuses one, every file goes through :func:`parse_landing_lines`, which keeps the
+        good lines and reports each bad one.
         """
-        files = [f for h in hours for f in self.hour_files(h)]
-        whole = [f for f in files if _ends_with_newline(f)]
-        tables, torn, malformed = [], 0, []
+        scan = self.scan_hours(hours)
         try:
-            tables.append(_read_whole_files(whole))
+            whole = _read_whole_files(scan.unread.files)
         except duckdb.Error:
-            tables, whole = [], []  # the slow path below finds the bad lines
-        for path in files:
-            if path in whole:
-                continue
-            data = path.read_bytes()
-            complete = data[: data.rfind(b"\n") + 1]
-            torn += len(data) - len(complete)
-            if complete:
-                table, bad = parse_landing_lines(complete, path.name)
-                tables.append(table)
-                malformed.extend(bad)
-        table = pa.concat_tables(tables) if tables else LANDING_SCHEMA.empty_table()
-        return LandingRead(table=table, files=files, torn_bytes=torn, malformed=malformed)
+            read = _parse_files(scan.files)
+            return LandingRead(read.table, scan.files, read.torn_bytes, read.malformed)
+        table = pa.concat_tables([whole, scan.table])
+        return LandingRead(table, scan.files, scan.torn_bytes, scan.malformed)
+
+
+def _parse_files(files: Sequence[Path]) -> LandingRead:
+    """Line by line: complete lines parsed, a torn last line counted, bad lines reported."""
+    tables, torn, malformed = [], 0, []
+    for path in files:
+        data = path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        torn += len(data) - len(complete)
+        if complete:
+            table, bad = parse_landing_lines(complete, path.name)
+            tables.append(table)
+            malformed.extend(bad)
+    table = pa.concat_tables(tables) if tables else LANDING_SCHEMA.empty_table()
+    return LandingRead(table=table, files=list(files), torn_bytes=torn, malformed=malformed)
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -504,12 +540,7 @@ def _duckdb_columns() -> dict[str, str]:
 def _read_whole_files(files: Sequence[Path]) -> pa.Table:
     if not files:
         return LANDING_SCHEMA.empty_table()
-    con = duckdb.connect(":memory:")
-    relation = con.sql(
-        "SELECT * FROM read_json($files, format = 'newline_delimited', columns = $columns, "
-        "hive_partitioning = false)",
-        params={"files": [str(f) for f in files], "columns": _duckdb_columns()},
-    )
+    relation = duckdb.connect(":memory:").sql(f"SELECT * FROM {LandedFiles(tuple(files)).sql()}")
     return relation.to_arrow_table().cast(LANDING_SCHEMA)
 
 

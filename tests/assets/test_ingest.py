@@ -1,9 +1,17 @@
 from datetime import datetime, timezone
 
+import dagster as dg
 import pyarrow as pa
 
-from assets.ingest import spend_log_defects, webhook_events_table
-from resources.landing import LANDING_SCHEMA, landing_record
+from assets.ingest import litellm_webhook_events, spend_log_defects, webhook_events_table
+from resources.lake import LakeResource
+from resources.landing import (
+    LANDING_SCHEMA,
+    LandingZone,
+    LandingZoneResource,
+    event_hour,
+    landing_record,
+)
 from tests.samples import EMPTY, raw_row, raw_table
 
 
@@ -39,3 +47,28 @@ def test_webhook_times_are_kept_to_the_millisecond_like_litellms_database(payloa
     row = webhook_events_table(pa.Table.from_pylist([record], schema=LANDING_SCHEMA)).to_pylist()[0]
     assert row["usage_hour"] == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
     assert row["start_time"] == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+
+
+def test_the_webhook_asset_keeps_good_lines_beside_torn_and_malformed_ones(tmp_path, payloads):
+    zone = LandingZone(tmp_path)
+    written = zone.write_events(payloads)
+    hours = sorted({event_hour(landing_record(p, 0.0)) for p in payloads})
+    folder = written.files[0].parent
+    good_line = written.files[0].read_bytes().splitlines()[0]
+    (folder / "writer-bad.ndjson").write_bytes(good_line + b"\nnot json\n" + good_line + b"\n")
+    (folder / "writer-torn.ndjson").write_bytes(good_line + b'\n{"request_id": "to')
+
+    result = dg.materialize(
+        [litellm_webhook_events],
+        partition_key=f"{hours[0]:%Y-%m-%d-%H:%M}",
+        resources={
+            "lake": LakeResource(data_dir=str(tmp_path)),
+            "landing": LandingZoneResource(data_dir=str(tmp_path)),
+        },
+    )
+    metadata = result.asset_materializations_for_node("litellm_webhook_events")[0].metadata
+    in_hour = sum(event_hour(landing_record(p, 0.0)) == hours[0] for p in payloads)
+    assert metadata["dagster/row_count"].value == in_hour + 3  # 2 from the bad file, 1 torn
+    assert metadata["malformed_lines"].value == 1
+    assert metadata["torn_bytes"].value == len(b'{"request_id": "to')
+    assert metadata["landing_files"].value == len(zone.hour_files(hours[0]))
