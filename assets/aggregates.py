@@ -16,7 +16,7 @@ from assets.checks import (
     unless_columns_missing,
 )
 from assets.duck import Rows, connect, query_arrow
-from assets.metadata import RangeSummary, log_chunk
+from assets.metadata import RangeSummary, chunk_done
 from assets.schemas import AGGREGATE_DIMENSIONS, aggregate_schema
 from pipelines.partitions import hourly_asset, partition_hours
 from resources.lake import LakeResource
@@ -58,7 +58,7 @@ def _aggregate_asset(name: str, dimensions: list[str]) -> dg.AssetsDefinition:
         for number, chunk in enumerate(chunks, start=1):
             table = aggregate_spend(lake.scan("spend_events", chunk), dimensions, con)
             summary.add(table, lake.write_hours(name, table, chunk))
-            log_chunk(context, number, len(chunks), chunk, table.num_rows)
+            chunk_done(context, number, len(chunks), chunk, table.num_rows)
         return summary.result(hours)
 
     return _asset

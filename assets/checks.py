@@ -163,27 +163,45 @@ def schema_outcome(table: Rows, expected: pa.Schema) -> Outcome:
     )
 
 
-def unique_keys_outcome(events: Rows, key: str = "request_key") -> Outcome:
-    """Every row has a ``key`` and no two rows share one (one row per request)."""
-    [totals] = query_records(
-        f"""
-        SELECT count(*) AS rows_checked,
-               count(*) FILTER (WHERE nullif({key}, '') IS NULL) AS missing_keys,
-               count(DISTINCT nullif({key}, '')) AS distinct_keys
-        FROM events
-        """,
-        events=events,
-    )
-    offenders = query_table(
-        f"""
-        SELECT {key}, min(usage_hour) AS first_hour, max(usage_hour) AS last_hour,
-               count(*) AS rows
-        FROM events WHERE nullif({key}, '') IS NOT NULL
-        GROUP BY {key} HAVING count(*) > 1
-        ORDER BY rows DESC, {key} LIMIT ?
-        """,
-        [TOP_OFFENDERS],
-        events=events,
+def unique_keys_outcome(events: Rows | Sequence[Rows], key: str = "request_key") -> Outcome:
+    """Every row has a ``key`` and no two rows share one (one row per request).
+
+    A sequence is checked chunk by chunk (each a run of whole hours, as the asset wrote
+    them), so memory stays bounded on a month: a key is unique within its chunk.
+    """
+    chunks = list(events) if isinstance(events, Sequence) else [events]
+    totals = {"rows_checked": 0, "missing_keys": 0, "distinct_keys": 0}
+    found = []
+    for chunk in chunks:
+        [counts] = query_records(
+            f"""
+            SELECT count(*) AS rows_checked,
+                   count(*) FILTER (WHERE nullif({key}, '') IS NULL) AS missing_keys,
+                   count(DISTINCT nullif({key}, '')) AS distinct_keys
+            FROM events
+            """,
+            events=chunk,
+        )
+        totals = {name: totals[name] + counts[name] for name in totals}
+        found.append(
+            query_table(
+                f"""
+                SELECT {key}, min(usage_hour) AS first_hour, max(usage_hour) AS last_hour,
+                       count(*) AS rows
+                FROM events WHERE nullif({key}, '') IS NOT NULL
+                GROUP BY {key} HAVING count(*) > 1
+                ORDER BY rows DESC, {key} LIMIT ?
+                """,
+                [TOP_OFFENDERS],
+                events=chunk,
+            )
+        )
+    offenders = (
+        pa.concat_tables(found)
+        .sort_by([("rows", "descending"), (key, "ascending")])
+        .slice(0, TOP_OFFENDERS)
+        if found
+        else pa.table({})
     )
     keyed = totals["rows_checked"] - totals["missing_keys"]
     extra_rows = keyed - totals["distinct_keys"]

@@ -20,7 +20,7 @@ from assets.checks import (
     unless_columns_missing,
 )
 from assets.duck import Rows, connect, query_arrow
-from assets.metadata import RangeSummary, log_chunk
+from assets.metadata import RangeSummary, chunk_done
 from assets.quality_checks import (
     DEFAULT_DIVERGENCE_SHARE,
     DEFAULT_UNATTRIBUTED_SHARE,
@@ -177,7 +177,7 @@ def spend_events(
         if events.num_rows:
             counts = pc.value_counts(events["attribution_source"]).to_pylist()
             sources.update({c["values"]: c["counts"] for c in counts})
-        log_chunk(context, number, len(chunks), chunk, events.num_rows)
+        chunk_done(context, number, len(chunks), chunk, events.num_rows)
     return summary.result(
         hours,
         duplicate_deliveries=deliveries - summary.rows,
@@ -217,7 +217,9 @@ _PREVIEW_COLUMNS = ["usage_hour", "department", "team", "agent", "model", "cost"
 def spend_events_integrity(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> Iterator[dg.AssetCheckResult]:
-    events = lake.scan("spend_events", partition_hours(context))
+    hours = partition_hours(context)
+    events = lake.scan("spend_events", hours)
+    chunks = [lake.scan("spend_events", chunk) for chunk in lake.chunks(["spend_events"], hours)]
 
     rule = partial(unless_columns_missing, events, SPEND_EVENTS_SCHEMA)
 
@@ -226,7 +228,7 @@ def spend_events_integrity(
         spend_events.key,
         {
             "schema_matches": lambda: schema_outcome(events, SPEND_EVENTS_SCHEMA),
-            "one_row_per_request": rule(lambda: unique_keys_outcome(events)),
+            "one_row_per_request": rule(lambda: unique_keys_outcome(chunks)),
             "cost_non_negative": rule(
                 lambda: cost_non_negative_outcome(events, ["request_key", "model"])
             ),

@@ -5,7 +5,7 @@ import duckdb
 import pyarrow as pa
 
 from assets.duck import connect, query_arrow
-from assets.metadata import RangeSummary, log_chunk, table_result
+from assets.metadata import RangeSummary, chunk_done, table_result
 from assets.schemas import RAW_SPEND_SCHEMA
 from pipelines.partitions import hourly_asset, partition_hours
 from resources.lake import LakeResource, chunk_hours
@@ -162,7 +162,7 @@ def litellm_webhook_events(
         landing_files += len(read.files)
         torn_bytes += read.torn_bytes
         malformed += read.malformed
-        log_chunk(context, number, len(chunks), chunk, table.num_rows)
+        chunk_done(context, number, len(chunks), chunk, table.num_rows)
     if torn_bytes or malformed:
         context.log.warning(
             f"skipped {torn_bytes} bytes of torn last lines and {len(malformed)} "

@@ -144,6 +144,22 @@ def test_zero_and_positive_costs_pass():
     assert outcome.passed and outcome.metadata["min_cost"] == "0"
 
 
+def test_unique_keys_are_checked_chunk_by_chunk_with_the_offenders_merged():
+    events = sample_events()
+    first, second = events.slice(0, 2), events.slice(2)
+    assert unique_keys_outcome([first, second]).passed
+    doubled_second = pa.concat_tables([second, second.slice(1, 1)])
+    doubled_first = pa.concat_tables([first, first, first.slice(0, 1)])
+    outcome = unique_keys_outcome([doubled_first, doubled_second])
+    assert outcome.metadata["rows_checked"] == 8
+    assert outcome.metadata["duplicate_rows"] == 4
+    assert [(r["request_key"], r["rows"]) for r in outcome.tables["duplicates"].to_pylist()] == [
+        ("a", 3),
+        ("b", 2),
+        ("d", 2),
+    ]
+
+
 def test_negative_or_missing_costs_fail_and_are_listed():
     events = replace(sample_events(), "cost", 1, Decimal("-0.25"))
     events = replace(events, "cost", 2, None)
