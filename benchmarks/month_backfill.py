@@ -22,11 +22,14 @@ its own fresh instance:
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import statistics
 import sys
 import tempfile
+from contextlib import ExitStack
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,8 +52,10 @@ CODE_UNDER_TEST = ["assets", "resources", "pipelines", "benchmarks"]
 TARGETS = {"month_seconds": 180.0, "speedup": 10.0, "memory_ratio": 1.5}
 
 
-def _run(work: Path, data_dir: Path, label: str, first: datetime, last: datetime) -> RunMeasure:
-    env = pipeline_environment(data_dir, work / f"home-{label}", START_DATE)
+def _run(
+    work: Path, data_dir: Path, label: str, first: datetime, last: datetime, postgres=None
+) -> RunMeasure:
+    env = pipeline_environment(data_dir, work / f"home-{label}", START_DATE, postgres)
     run = materialize(env, first, last)
     print(
         f"{label}: wall {run.wall_seconds:.1f} s, compute {run.compute_seconds:.1f} s, "
@@ -58,6 +63,19 @@ def _run(work: Path, data_dir: Path, label: str, first: datetime, last: datetime
         file=sys.stderr,
     )
     return run
+
+
+def landed_month(data_dir: Path, events_per_hour: int) -> Landed:
+    """Land the month, or reuse what an earlier run with ``--work-dir`` landed."""
+    record = data_dir / "landed.json"
+    if record.exists():
+        earlier = json.loads(record.read_text())
+        if earlier["events_per_hour"] != events_per_hour:
+            raise SystemExit(f"{data_dir} holds {earlier['events_per_hour']} events per hour")
+        return Landed(**earlier["landed"])
+    landed = land_month(data_dir, MONTH_START, HOURS, events_per_hour)
+    record.write_text(json.dumps({"events_per_hour": events_per_hour, "landed": asdict(landed)}))
+    return landed
 
 
 def verify(data_dir: Path, landed: Landed) -> None:
@@ -149,6 +167,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events-per-hour", type=int, default=10_000)
     parser.add_argument("--slice", type=int, default=6, help="partitions run one by one")
+    parser.add_argument(
+        "--instance",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="sqlite: deploy/dagster.local.yaml as make demo; postgres: deploy/dagster.yaml "
+        "on a throwaway PostgreSQL server (tests.postgres)",
+    )
     parser.add_argument("--work-dir", type=Path, help="kept afterwards (default: a temp dir)")
     parser.add_argument("--output", type=Path, help="write the Markdown report here too")
     return parser.parse_args(argv)
@@ -161,18 +186,32 @@ def main(argv: list[str] | None = None) -> int:
     last = MONTH_START + timedelta(hours=HOURS - 1)
     try:
         print(f"landing {HOURS} hours in {data_dir} ...", file=sys.stderr)
-        landed = land_month(data_dir, MONTH_START, HOURS, options.events_per_hour)
+        landed = landed_month(data_dir, options.events_per_hour)
         machine = describe_machine(data_dir, PACKAGES, CODE_UNDER_TEST)
-        month = _run(work, data_dir, "month", MONTH_START, last)
-        verify(data_dir, landed)
-        day = _run(work, data_dir, "day", MONTH_START, MONTH_START + timedelta(hours=23))
-        per_partition = [
-            (hour, _run(work, data_dir, f"{hour:%d-%H}", hour, hour))
-            for hour in slice_hours(options.slice)
-        ]
+        with ExitStack() as stack:
+            postgres = None
+            if options.instance == "postgres":
+                from tests.postgres import PostgresServer
+
+                postgres = stack.enter_context(PostgresServer())
+            for output in ("lake", "cbf"):  # every run starts from the landing alone
+                shutil.rmtree(data_dir / output, ignore_errors=True)
+            month = _run(work, data_dir, "month", MONTH_START, last, postgres)
+            verify(data_dir, landed)
+            day_end = MONTH_START + timedelta(hours=23)
+            day = _run(work, data_dir, "day", MONTH_START, day_end, postgres)
+            per_partition = [
+                (hour, _run(work, data_dir, f"{hour:%d-%H}", hour, hour, postgres))
+                for hour in slice_hours(options.slice)
+            ]
     finally:
         if options.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
+    machine["Dagster instance"] = (
+        "deploy/dagster.yaml on PostgreSQL (tests.postgres, 127.0.0.1)"
+        if options.instance == "postgres"
+        else "deploy/dagster.local.yaml (SQLite, as make demo)"
+    )
     report = render(shlex.join(sys.orig_argv), machine, landed, month, day, per_partition)
     publish(report, options.output)
     return 0

@@ -19,10 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
 
 from benchmarks import REPO_ROOT
 from demo.traffic import MAPPING_YAML
 from pipelines.partitions import partition_key
+
+if TYPE_CHECKING:
+    from tests.postgres import PostgresServer
 
 SAMPLE_SECONDS = 0.05
 RUN_TIMEOUT_SECONDS = 1800
@@ -42,19 +48,37 @@ class RunMeasure:
         return sum(self.step_seconds.values())
 
 
-def pipeline_environment(data_dir: Path, home: Path, start_date: str) -> dict[str, str]:
-    """The environment of a run: its own lake, instance and the sample attribution mapping."""
+def pipeline_environment(
+    data_dir: Path, home: Path, start_date: str, postgres: PostgresServer | None = None
+) -> dict[str, str]:
+    """The environment of a run: its own lake, instance and the sample attribution mapping.
+
+    The instance is ``deploy/dagster.local.yaml`` (SQLite, as ``make demo``), or with
+    ``postgres`` the production ``deploy/dagster.yaml`` on a fresh database of that server.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    config = "dagster.yaml" if postgres else "dagster.local.yaml"
+    shutil.copy(REPO_ROOT / "deploy" / config, home / "dagster.yaml")
     mapping = data_dir / "sample_attribution.yaml"
     mapping.write_text(MAPPING_YAML)
-    return {
+    env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SPEND_", "LITELLM_"))},
         "DAGSTER_HOME": str(home),
         "SPEND_DATA_DIR": str(data_dir),
         "SPEND_START_DATE": start_date,
         "SPEND_ATTRIBUTION_FILE": str(mapping),
     }
+    if postgres:
+        database = "dagster_" + "".join(c if c.isalnum() else "_" for c in home.name)
+        postgres.create_database(database)
+        env |= {
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(postgres.port),
+            "DAGSTER_PG_DB": database,
+            "DAGSTER_PG_USER": "postgres",
+            "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
+        }
+    return env
 
 
 def _rss_kib(pid: int) -> int:
@@ -141,25 +165,30 @@ def materialize(env: Mapping[str, str], first: datetime, last: datetime) -> RunM
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"dagster run failed ({process.returncode}):\n{stderr[-3000:]}")
-    run_seconds, steps = _run_events(Path(env["DAGSTER_HOME"]))
+    run_seconds, steps = _run_events(env)
     return RunMeasure(wall, run_seconds, steps, peak)
 
 
-def _run_events(home: Path) -> tuple[float, dict[str, float]]:
-    import dagster as dg
-
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        [run] = instance.get_runs(limit=1)
-        if run.status != dg.DagsterRunStatus.SUCCESS:
-            raise RuntimeError(f"run {run.run_id} ended {run.status}")
-        records = instance.get_records_for_run(run.run_id, limit=100_000).records
-        steps, times = {}, {}
-        for record in records:
-            event = record.event_log_entry.dagster_event
-            if event is None:
-                continue
-            if event.event_type_value == "STEP_SUCCESS":
-                steps[event.step_key] = event.event_specific_data.duration_ms / 1000
-            elif event.event_type_value in ("PIPELINE_START", "PIPELINE_SUCCESS"):
-                times[event.event_type_value] = record.event_log_entry.timestamp
+def _run_events(env: Mapping[str, str]) -> tuple[float, dict[str, float]]:
+    """Dagster's run time and each step's compute time, from the run's own events."""
+    saved = dict(os.environ)
+    os.environ.update(env)  # the instance's config reads DAGSTER_PG_* from the environment
+    try:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            [run] = instance.get_runs(limit=1)
+            if run.status != dg.DagsterRunStatus.SUCCESS:
+                raise RuntimeError(f"run {run.run_id} ended {run.status}")
+            records = instance.get_records_for_run(run.run_id, limit=1_000_000).records
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    steps, times = {}, {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "STEP_SUCCESS":
+            steps[event.step_key] = event.event_specific_data.duration_ms / 1000
+        elif event.event_type_value in ("PIPELINE_START", "PIPELINE_SUCCESS"):
+            times[event.event_type_value] = record.event_log_entry.timestamp
     return times["PIPELINE_SUCCESS"] - times["PIPELINE_START"], steps

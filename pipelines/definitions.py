@@ -29,6 +29,13 @@ from resources.lake import CHUNK_ROWS, LakeResource
 from resources.landing import LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
 
+# A range run records one materialisation per hour and asset (5,040 for a month of the
+# seven assets, as many "planned" events before it starts). Dagster writes them in batches
+# when this is set, one INSERT per batch on PostgreSQL instead of one per event. It is read
+# when events are stored, so setting it here covers every run this code location executes;
+# set it in the webserver's and daemon's environment too, which create the planned events.
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
+
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_CLOUDZERO_API_URL = "https://api.cloudzero.com"
 
