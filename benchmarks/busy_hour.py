@@ -8,8 +8,8 @@ Each round measures, alternately:
 
 * **baseline**: ``benchmarks/duckdb_baseline.py`` in its own process, one hand-written
   DuckDB query from the same landing files to the same aggregates and CBF rows;
-* **pipeline**: ``dagster asset materialize --select '*cloudzero_cbf' --partition …`` (a real
-  CLI run on a fresh instance and an empty lake): ``litellm_webhook_events`` →
+* **pipeline**: ``dagster job execute -j hourly_spend_job`` for that hour (a real CLI run on a
+  fresh instance and an empty lake): ``litellm_webhook_events`` →
   ``spend_events`` → the three aggregates → ``cloudzero_cbf``, with every asset check.
 
 The pipeline's aggregates and CBF file must equal the baseline's rows exactly, or no number

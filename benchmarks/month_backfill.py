@@ -5,13 +5,12 @@ real-shaped webhook traffic (``benchmarks/spend_data.land_month``: one day gener
 landed through ``LandingZone.write_events``, the other 29 days copies of it shifted by
 whole days with unique ids).
 
-Measured, each a real ``dagster asset materialize --select '*cloudzero_cbf'`` CLI run on
-its own fresh instance:
+Measured, each a real ``dagster job execute -j hourly_spend_job`` CLI run (partition range
+tags) on its own fresh instance:
 
-1. **single run**: the whole month as one run (``--partition-range``), as a single-run
-   backfill from the UI runs it;
+1. **single run**: the whole month as one run, as a single-run backfill from the UI runs it;
 2. **one run per partition**: ``--slice`` hours spread evenly over the month, each its own
-   run (``--partition``), as a backfill without a single-run policy would launch them. The
+   run, as a backfill without a single-run policy would launch them. The
    month's cost is extrapolated as 720 × the mean run, and the spread is reported;
 3. **memory against range**: the peak memory of a 24-hour range run, against the month's.
 

@@ -1,7 +1,7 @@
-"""One measured ``dagster asset materialize`` run of ``hourly_spend_job``'s assets.
+"""One measured ``dagster job execute`` run of ``hourly_spend_job`` over a range of hours.
 
-The run is a real CLI process (Dagster's multiprocess executor, a child process per step)
-against its own ``DAGSTER_HOME``. While it runs, the resident memory of the CLI process and
+The run is a real CLI process (the job's in-process executor; anything it starts is counted
+too) against its own ``DAGSTER_HOME``. While it runs, the resident memory of the CLI process and
 all its descendants is summed every 50 ms; the peak of that sum is the run's peak memory.
 Afterwards the run's own events give each step's compute time (``STEP_SUCCESS`` duration)
 and the run's start and end.
@@ -9,6 +9,7 @@ and the run's start and end.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ import dagster as dg
 
 from benchmarks import REPO_ROOT
 from demo.traffic import MAPPING_YAML
+from pipelines.jobs import partition_range_tags
 from pipelines.partitions import partition_key
 
 if TYPE_CHECKING:
@@ -134,18 +136,19 @@ class PeakSampler:
 
 
 def materialize(env: Mapping[str, str], first: datetime, last: datetime) -> RunMeasure:
-    """Materialise ``*cloudzero_cbf`` for ``first``..``last`` (inclusive) as one run."""
-    keys = (partition_key(first), partition_key(last))
-    span = ["--partition", keys[0]] if first == last else ["--partition-range", "...".join(keys)]
+    """Run ``hourly_spend_job`` over ``first``..``last`` (inclusive) as one run, as a
+    single-run backfill of its Partitions page does."""
+    tags = partition_range_tags(partition_key(first), partition_key(last))
     command = [
         str(Path(sys.executable).with_name("dagster")),
-        "asset",
-        "materialize",
+        "job",
+        "execute",
         "-m",
         "pipelines.definitions",
-        "--select",
-        "*cloudzero_cbf",
-        *span,
+        "-j",
+        "hourly_spend_job",
+        "--tags",
+        json.dumps(tags),
     ]
     started = time.perf_counter()
     process = subprocess.Popen(

@@ -106,8 +106,4 @@ defs = dg.Definitions(
     schedules=[hourly_spend_schedule],
     sensors=[cloudzero_cbf_sensor, late_landing_sensor],
     resources=resources_from_env(),
-    # Steps run one after another in the run's process: each is DuckDB work that already
-    # uses every core, and a process per step would cost ~1.5 s of imports each (a third
-    # of a busy hour's run). Runs still run side by side, each in its own process.
-    executor=dg.in_process_executor,
 )
