@@ -49,6 +49,10 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.spend_logs_pull --output benchmarks/results/spend_logs_pull.md
 	$(BIN)/python -m benchmarks.cloudzero_submit --output benchmarks/results/cloudzero_submit.md
 	$(BIN)/python -m benchmarks.cloudzero_submit --latency-ms 0 --output benchmarks/results/cloudzero_submit_loopback.md
+	$(BIN)/python -m benchmarks.busy_hour --output benchmarks/results/busy_hour.md
+	$(BIN)/python -m benchmarks.month_backfill --work-dir .bench-month --output benchmarks/results/month_backfill.md
+	$(BIN)/python -m benchmarks.month_backfill --instance postgres --work-dir .bench-month --output benchmarks/results/month_backfill_postgres.md
+	rm -rf .bench-month
 
 clean:
 	rm -rf $(VENV) data .dagster

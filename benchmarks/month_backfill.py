@@ -54,7 +54,9 @@ TARGETS = {"month_seconds": 180.0, "speedup": 10.0, "memory_ratio": 1.5}
 def _run(
     work: Path, data_dir: Path, label: str, first: datetime, last: datetime, postgres=None
 ) -> RunMeasure:
-    env = pipeline_environment(data_dir, work / f"home-{label}", START_DATE, postgres)
+    home = work / f"home-{label}"
+    shutil.rmtree(home, ignore_errors=True)  # a fresh instance for every run
+    env = pipeline_environment(data_dir, home, START_DATE, postgres)
     run = materialize(env, first, last)
     print(
         f"{label}: wall {run.wall_seconds:.1f} s, compute {run.compute_seconds:.1f} s, "
