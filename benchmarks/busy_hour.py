@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = work / "data"
     try:
         print(f"landing {options.events:,} requests in {data_dir} ...", file=sys.stderr)
+        shutil.rmtree(data_dir / "landing", ignore_errors=True)  # a reused --work-dir too
         landed = land_hour(data_dir, HOUR, options.events, seed=1)
         machine = describe_machine(data_dir, PACKAGES, CODE_UNDER_TEST)
         rounds, cbf_row_count = [], 0
