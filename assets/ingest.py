@@ -1,14 +1,17 @@
 """Raw hourly assets: LiteLLM spend logs and webhook landings, normalised to one shape."""
 
+from collections import Counter
+from datetime import timedelta
+
 import dagster as dg
 import duckdb
 import pyarrow as pa
 
 from assets.duck import connect, query_arrow
-from assets.metadata import RangeSummary, chunk_done, table_result
+from assets.metadata import RangeSummary, chunk_done
 from assets.schemas import RAW_SPEND_SCHEMA
 from pipelines.partitions import hourly_asset, partition_hours
-from resources.lake import LakeResource, chunk_hours
+from resources.lake import LakeResource, chunk_hours, hours_between
 from resources.landing import LANDED_LINE_BYTES, LandingRead, LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
 
@@ -102,6 +105,20 @@ _DEFECTS_SCHEMA = pa.schema(
 )
 
 
+# The longest window asked of LiteLLM at once, so that a quiet month is still read in steps.
+MAX_FETCH_HOURS = 24
+
+
+def next_fetch_hours(rows: int, hours: int, budget: int) -> int:
+    """Hours to fetch next so that about ``budget`` rows come back at the rate just seen.
+
+    The first fetch is one hour: a busy tenant's month is never asked for at once.
+    """
+    if rows == 0:
+        return MAX_FETCH_HOURS
+    return max(1, min(MAX_FETCH_HOURS, budget * hours // rows))
+
+
 def spend_log_defects(logs: pa.Table) -> dict:
     """Counts of LiteLLM's known spend-log defects in raw spend rows."""
     return query_arrow(connect(), _DEFECTS_SQL, _DEFECTS_SCHEMA, logs=logs).to_pylist()[0]
@@ -119,21 +136,33 @@ def litellm_spend_logs(
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
     window = context.partition_time_window
-    logs = litellm.fetch_spend_logs(window.start, window.end)
+    summary, defects, models, details = RangeSummary(), Counter(), set(), {}
+    start, span = window.start, 1
+    while start < window.end:
+        end = min(start + timedelta(hours=span), window.end)
+        logs = litellm.fetch_spend_logs(start, end)
+        found = spend_log_defects(logs.table)
+        models.update(found.pop("zero_cost_models"))
+        defects.update(found)
+        for name, value in logs.details.items():  # API counters add up; texts are the same
+            details[name] = details.get(name, 0) + value if isinstance(value, int) else value
+        chunk = hours_between(start, end)
+        summary.add(logs.table, lake.write_hours("litellm_spend_logs", logs.table, chunk))
+        start, span = end, next_fetch_hours(logs.table.num_rows, len(chunk), lake.chunk_rows)
     if logs.source == "none":
         context.log.warning(logs.note)
-    defects = spend_log_defects(logs.table)
+    defects = {
+        **{name: defects[name] for name in _DEFECTS_SCHEMA.names[:-1]},
+        "zero_cost_models": sorted(models),
+    }
     if any(defects.values()):
         context.log.warning(f"LiteLLM spend-log defects (all rows kept): {defects}")
-    files = lake.write_hours("litellm_spend_logs", logs.table, hours)
-    return table_result(
-        logs.table,
+    return summary.result(
         hours,
-        files,
         source=logs.source,
         source_note=logs.note,
         **{f"defects/{name}": value for name, value in defects.items()},
-        **logs.details,
+        **details,
     )
 
 

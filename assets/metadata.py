@@ -83,19 +83,6 @@ class RangeSummary:
         return dg.MaterializeResult(metadata=metadata)
 
 
-def table_result(
-    table: pa.Table,
-    hours: Sequence[datetime],
-    files: Sequence[Path],
-    preview: pa.Table | None = None,
-    **extra: Any,
-) -> dg.MaterializeResult:
-    """The result of a lake asset written in one piece."""
-    summary = RangeSummary()
-    summary.add(table, files, preview)
-    return summary.result(hours, **extra)
-
-
 def chunk_done(
     context: dg.AssetExecutionContext, number: int, total: int, hours: Sequence[datetime], rows: int
 ) -> None:

@@ -91,6 +91,8 @@ def chunk_hours(
     """
     if len(hours) != len(sizes):
         raise ValueError(f"{len(hours)} hours but {len(sizes)} sizes")
+    if budget <= 0:
+        raise ValueError(f"a chunk must hold at least one row (SPEND_CHUNK_ROWS), got {budget}")
     chunks: list[list[datetime]] = []
     total = 0
     for hour, size in zip(hours, sizes, strict=True):
@@ -144,7 +146,6 @@ class LakeResource(dg.ConfigurableResource):
     data_dir: str = "./data"
     chunk_rows: int = Field(
         default=CHUNK_ROWS,
-        gt=0,
         description="Rows a step holds at once while it works through a range: memory "
         "against per-chunk overhead. An hour is never split.",
     )

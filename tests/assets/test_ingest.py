@@ -3,7 +3,13 @@ from datetime import datetime, timezone
 import dagster as dg
 import pyarrow as pa
 
-from assets.ingest import litellm_webhook_events, spend_log_defects, webhook_events_table
+from assets.ingest import (
+    MAX_FETCH_HOURS,
+    litellm_webhook_events,
+    next_fetch_hours,
+    spend_log_defects,
+    webhook_events_table,
+)
 from resources.lake import LakeResource
 from resources.landing import (
     LANDING_SCHEMA,
@@ -72,3 +78,11 @@ def test_the_webhook_asset_keeps_good_lines_beside_torn_and_malformed_ones(tmp_p
     assert metadata["malformed_lines"].value == 1
     assert metadata["torn_bytes"].value == len(b'{"request_id": "to')
     assert metadata["landing_files"].value == len(zone.hour_files(hours[0]))
+
+
+def test_spend_logs_are_fetched_one_hour_first_then_sized_by_the_rate_seen():
+    assert next_fetch_hours(rows=100_000, hours=1, budget=200_000) == 2
+    assert next_fetch_hours(rows=1_000_000, hours=1, budget=200_000) == 1  # never below an hour
+    assert next_fetch_hours(rows=10, hours=1, budget=200_000) == MAX_FETCH_HOURS
+    assert next_fetch_hours(rows=0, hours=3, budget=200_000) == MAX_FETCH_HOURS
+    assert next_fetch_hours(rows=30_000, hours=6, budget=10_000) == 2

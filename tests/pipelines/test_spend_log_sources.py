@@ -324,6 +324,14 @@ def database_run(root, instance, spend_db) -> SourcesRun:
 
 
 @pytest.fixture(scope="module")
+def hour_by_hour_run(root, instance, spend_db) -> SourcesRun:
+    # 50 rows per chunk: every hour (100 requests) is its own fetch from LiteLLM's database.
+    return run_sources(
+        root, instance, "hour_by_hour", LITELLM_DATABASE_URL=spend_db, SPEND_CHUNK_ROWS="50"
+    )
+
+
+@pytest.fixture(scope="module")
 def api_run(root, instance, spend_log_table) -> tuple[SourcesRun, FakeLiteLLM]:
     with FakeLiteLLM([api_row(r) for r in spend_log_table.rows]) as fake:
         run = run_sources(
@@ -403,6 +411,17 @@ def test_each_source_is_one_run_over_every_hour(database_run, api_run):
     fake = api_run[1]
     assert api_run[0].spend_logs_metadata()["api_windows"] == HOURS
     assert {r.params["page"] for r in fake.spend_log_requests()} == {"1", "2"}
+
+
+def test_fetching_hour_by_hour_gives_the_same_rows_and_defect_counts(
+    database_run, hour_by_hour_run
+):
+    assert hour_by_hour_run.spend_events() == database_run.spend_events()
+    chunked, whole = hour_by_hour_run.spend_logs_metadata(), database_run.spend_logs_metadata()
+    assert {k: v for k, v in chunked.items() if k.startswith(("defects/", "cost_total"))} == {
+        k: v for k, v in whole.items() if k.startswith(("defects/", "cost_total"))
+    }
+    assert chunked["dagster/row_count"] == whole["dagster/row_count"] > 0
 
 
 def test_database_and_api_give_identical_spend_events(database_run, api_run, spend_log_table):
@@ -584,7 +603,14 @@ def decoded_text(path: Path) -> str:
 
 
 def test_no_content_key_or_credential_reaches_disk(
-    root, database_run, api_run, merged_run, partial_run, both_configured_run, spend_log_table
+    root,
+    database_run,
+    hour_by_hour_run,
+    api_run,
+    merged_run,
+    partial_run,
+    both_configured_run,
+    spend_log_table,
 ):
     # The key hashes LiteLLM stores in api_key and metadata.user_api_key are secrets too.
     key_hashes = {r["api_key"] for r in spend_log_table.rows if r["api_key"]}
@@ -595,7 +621,7 @@ def test_no_content_key_or_credential_reaches_disk(
         for marker in forbidden:
             assert marker not in text, (marker, path)
     written = {p.relative_to(root).parts[0] for p in files if p.suffix == ".parquet"}
-    assert written == {"database", "api", "merged", "partial", "both_configured"}
+    assert written == {"database", "hour_by_hour", "api", "merged", "partial", "both_configured"}
 
 
 def test_the_reading_session_is_read_only_and_time_limited(spend_db):

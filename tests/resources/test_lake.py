@@ -98,6 +98,8 @@ def test_chunk_hours_groups_consecutive_hours_within_the_budget():
     assert chunk_hours([], [], budget=10) == []
     with pytest.raises(ValueError, match="3 hours but 2 sizes"):
         chunk_hours(hours[:3], [1, 2], budget=10)
+    with pytest.raises(ValueError, match="SPEND_CHUNK_ROWS"):
+        chunk_hours(hours[:3], [1, 2, 3], budget=0)
 
 
 def test_row_counts_scan_and_projected_reads_come_from_the_files(tmp_path):
