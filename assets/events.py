@@ -151,6 +151,7 @@ def build_spend_events(
 
 
 _RAW_SOURCES = ("litellm_spend_logs", "litellm_webhook_events")
+_PREVIEW_COLUMNS = ["usage_hour", "department", "team", "agent", "model", "cost"]
 
 
 @hourly_asset(
@@ -183,9 +184,6 @@ def spend_events(
         duplicate_deliveries=deliveries - summary.rows,
         attribution_sources=dict(sources),
     )
-
-
-_PREVIEW_COLUMNS = ["usage_hour", "department", "team", "agent", "model", "cost"]
 
 
 @dg.multi_asset_check(

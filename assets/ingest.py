@@ -136,14 +136,14 @@ def litellm_spend_logs(
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
     window = context.partition_time_window
-    summary, defects, models, details = RangeSummary(), Counter(), set(), {}
+    summary, counts, models, details = RangeSummary(), Counter(), set(), {}
     start, span = window.start, 1
     while start < window.end:
         end = min(start + timedelta(hours=span), window.end)
         logs = litellm.fetch_spend_logs(start, end)
         found = spend_log_defects(logs.table)
         models.update(found.pop("zero_cost_models"))
-        defects.update(found)
+        counts.update(found)
         for name, value in logs.details.items():  # API counters add up; texts are the same
             details[name] = details.get(name, 0) + value if isinstance(value, int) else value
         chunk = hours_between(start, end)
@@ -152,7 +152,7 @@ def litellm_spend_logs(
     if logs.source == "none":
         context.log.warning(logs.note)
     defects = {
-        **{name: defects[name] for name in _DEFECTS_SCHEMA.names[:-1]},
+        **{name: counts[name] for name in _DEFECTS_SCHEMA.names[:-1]},
         "zero_cost_models": sorted(models),
     }
     if any(defects.values()):
