@@ -61,15 +61,17 @@ def _one_per_key(source: str) -> str:
 # Both sources key a request by its call id, else its request id. A row without a call id
 # (older LiteLLM database rows) takes the call id the webhook sent with the same request
 # id, if that id names exactly one call: otherwise one request could be keyed by call id
-# in one source and by request id in the other, and count twice.
+# in one source and by request id in the other, and count twice. Only rows without a call
+# id are joined: the others are keyed as they are.
 def _keyed(source: str) -> str:
     return f"""
-    SELECT s.*,
-        coalesce(nullif(s.litellm_call_id, ''), c.litellm_call_id, nullif(s.request_id, ''))
-            AS request_key
+    SELECT *, litellm_call_id AS request_key FROM {source}
+    WHERE nullif(litellm_call_id, '') IS NOT NULL
+    UNION ALL BY NAME
+    SELECT s.*, coalesce(c.litellm_call_id, nullif(s.request_id, '')) AS request_key
     FROM {source} AS s
-    LEFT JOIN webhook_call_ids AS c
-        ON nullif(s.litellm_call_id, '') IS NULL AND s.request_id = c.request_id
+    LEFT JOIN webhook_call_ids AS c ON s.request_id = c.request_id
+    WHERE nullif(s.litellm_call_id, '') IS NULL
     """
 
 
