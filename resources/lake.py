@@ -183,17 +183,9 @@ class LakeResource(dg.ConfigurableResource):
             )
         return files
 
-    def read_hours(
-        self, asset: str, hours: Sequence[datetime], columns: Sequence[str] | None = None
-    ) -> pa.Table:
-        """The rows of ``hours``; with ``columns``, only those are read from disk."""
+    def read_hours(self, asset: str, hours: Sequence[datetime]) -> pa.Table:
         files = self.hour_files(asset, hours)
-        cols = list(columns) if columns is not None else None
-        return (
-            pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
-            if files
-            else pa.table({})
-        )
+        return pa.concat_tables([pq.read_table(f) for f in files]) if files else pa.table({})
 
     def scan(self, asset: str, hours: Sequence[datetime]) -> ParquetScan:
         return ParquetScan.of(self.hour_files(asset, hours))

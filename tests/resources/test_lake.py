@@ -102,13 +102,12 @@ def test_chunk_hours_groups_consecutive_hours_within_the_budget():
         chunk_hours(hours[:3], [1, 2, 3], budget=0)
 
 
-def test_row_counts_scan_and_projected_reads_come_from_the_files(tmp_path):
+def test_row_counts_chunks_and_scans_come_from_the_files(tmp_path):
     lake = LakeResource(data_dir=str(tmp_path), chunk_rows=2)
     lake.write_hours("t", table([HOURS[0], HOURS[0], HOURS[2]]), HOURS)
     assert lake.row_counts("t", HOURS) == [2, 0, 1]
     assert lake.chunks(["t"], HOURS) == [HOURS[:2], HOURS[2:]]
     assert lake.chunks(["t", "t"], HOURS) == [HOURS[:1], HOURS[1:]]
-    assert lake.read_hours("t", HOURS, columns=["n"]).column_names == ["n"]
     scan = lake.scan("t", HOURS)
     assert (scan.num_rows, scan.column_names, len(scan.files)) == (3, ["usage_hour", "n"], 3)
     assert scan.schemas == (table(HOURS[:1]).schema,)
