@@ -28,7 +28,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,8 +50,10 @@ from benchmarks.machine import describe_machine  # noqa: E402
 from benchmarks.pipeline_run import (  # noqa: E402
     PeakSampler,
     RunMeasure,
+    add_work_options,
     materialize,
     pipeline_environment,
+    work_dir,
 )
 from benchmarks.spend_data import land_hour  # noqa: E402
 
@@ -169,16 +170,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="unique requests")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--work-dir", type=Path, help="kept afterwards (default: a temp dir)")
-    parser.add_argument("--output", type=Path, help="write the Markdown report here too")
+    add_work_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    work = options.work_dir or Path(tempfile.mkdtemp(prefix="busy-hour-"))
-    data_dir = work / "data"
-    try:
+    with work_dir(options.work_dir, "busy-hour-") as work:
+        data_dir = work / "data"
         print(f"landing {options.events:,} requests in {data_dir} ...", file=sys.stderr)
         shutil.rmtree(data_dir / "landing", ignore_errors=True)  # a reused --work-dir too
         landed = land_hour(data_dir, HOUR, options.events, seed=1)
@@ -198,9 +197,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"peak {run.peak_rss_mib:,.0f} MiB",
                 file=sys.stderr,
             )
-    finally:
-        if options.work_dir is None:
-            shutil.rmtree(work, ignore_errors=True)
     publish(
         render(options, shlex.join(sys.orig_argv), machine, landed, rounds, cbf_row_count),
         options.output,

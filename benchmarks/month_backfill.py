@@ -26,7 +26,6 @@ import shlex
 import shutil
 import statistics
 import sys
-import tempfile
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
@@ -39,7 +38,13 @@ from assets.cbf import cbf_hour_path  # noqa: E402
 from assets.duck import connect  # noqa: E402
 from benchmarks import publish  # noqa: E402
 from benchmarks.machine import describe_machine  # noqa: E402
-from benchmarks.pipeline_run import RunMeasure, materialize, pipeline_environment  # noqa: E402
+from benchmarks.pipeline_run import (  # noqa: E402
+    RunMeasure,
+    add_work_options,
+    materialize,
+    pipeline_environment,
+    work_dir,
+)
 from benchmarks.spend_data import Landed, land_month  # noqa: E402
 
 MONTH_START = datetime(2026, 4, 1, tzinfo=timezone.utc)
@@ -175,17 +180,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sqlite: deploy/dagster.local.yaml as make demo; postgres: deploy/dagster.yaml "
         "on a throwaway PostgreSQL server (tests.postgres)",
     )
-    parser.add_argument("--work-dir", type=Path, help="kept afterwards (default: a temp dir)")
-    parser.add_argument("--output", type=Path, help="write the Markdown report here too")
+    add_work_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    work = options.work_dir or Path(tempfile.mkdtemp(prefix="month-backfill-"))
-    data_dir = work / "data"
     last = MONTH_START + timedelta(hours=HOURS - 1)
-    try:
+    with work_dir(options.work_dir, "month-backfill-") as work:
+        data_dir = work / "data"
         print(f"landing {HOURS} hours in {data_dir} ...", file=sys.stderr)
         landed = landed_month(data_dir, options.events_per_hour)
         machine = describe_machine(data_dir, PACKAGES, CODE_UNDER_TEST)
@@ -205,9 +208,6 @@ def main(argv: list[str] | None = None) -> int:
                 (hour, _run(work, data_dir, f"{hour:%d-%H}", hour, hour, postgres))
                 for hour in slice_hours(options.slice)
             ]
-    finally:
-        if options.work_dir is None:
-            shutil.rmtree(work, ignore_errors=True)
     machine["Dagster instance"] = (
         "deploy/dagster.yaml on PostgreSQL (tests.postgres, 127.0.0.1)"
         if options.instance == "postgres"

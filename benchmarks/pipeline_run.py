@@ -9,14 +9,17 @@ and the run's start and end.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +51,24 @@ class RunMeasure:
     @property
     def compute_seconds(self) -> float:
         return sum(self.step_seconds.values())
+
+
+def add_work_options(parser: argparse.ArgumentParser) -> None:
+    """``--work-dir`` and ``--output``, as both pipeline benchmarks take them."""
+    parser.add_argument("--work-dir", type=Path, help="kept afterwards (default: a temp dir)")
+    parser.add_argument("--output", type=Path, help="write the Markdown report here too")
+
+
+@contextmanager
+def work_dir(kept: Path | None, prefix: str) -> Iterator[Path]:
+    """``kept`` (left in place, so its landing can be reused), or a temporary directory
+    removed afterwards."""
+    if kept is not None:
+        kept.mkdir(parents=True, exist_ok=True)
+        yield kept
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+        yield Path(temporary)
 
 
 def pipeline_environment(
