@@ -8,6 +8,7 @@ many went to the quarantine; a 503 means the disk failed and LiteLLM may retry.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ log = logging.getLogger("spend_receiver")
 
 CALLBACK_PATH = "/litellm/callback"
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 60.0
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -50,12 +52,15 @@ class ReceiverConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     header_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADER_MAP))
     writer_id: str = field(default_factory=default_writer_id)
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.require_auth and not self.tokens:
             raise ValueError("authentication is on but no token is configured")
         if self.max_body_bytes <= 0:
             raise ValueError("the body limit must be positive")
+        if self.body_timeout <= 0:
+            raise ValueError("the body timeout must be positive")
 
 
 class ReceiverApp:
@@ -125,7 +130,7 @@ class ReceiverApp:
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
         self.metrics.requests[status] += 1
-        extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+        extra = _EXTRA_HEADERS.get(status, [])
         await _respond(send, status, answer, extra)
 
     async def _land(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
@@ -135,7 +140,7 @@ class ReceiverApp:
         ):
             raise BadRequest(401, "missing or invalid bearer token")
         limit = self.config.max_body_bytes
-        body = await _read_body(receive, headers, limit)
+        body = await _read_body(receive, headers, limit, self.config.body_timeout)
         self.metrics.received_bytes += len(body)
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if encoding == b"gzip":
@@ -153,17 +158,35 @@ class ReceiverApp:
         return 200, {"accepted": batch.landed, "quarantined": batch.quarantined}
 
 
-_REJECT_REASONS = {400: "invalid_body", 401: "unauthorized", 413: "too_large", 415: "encoding"}
+_REJECT_REASONS = {
+    400: "invalid_body",
+    401: "unauthorized",
+    408: "body_timeout",
+    413: "too_large",
+    415: "encoding",
+}
+# A 408 closes the connection: the rest of the late body would be read as a new request.
+_EXTRA_HEADERS = {401: [(b"www-authenticate", b"Bearer")], 408: [(b"connection", b"close")]}
 
 
 class _ClientGone(Exception):
     """The client hung up before sending its whole body: there is nobody to answer."""
 
 
-async def _read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
+async def _read_body(
+    receive: Receive, headers: Mapping[bytes, bytes], limit: int, timeout: float
+) -> bytes:
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"body of {int(declared)} bytes is over the {limit}-byte limit")
+    try:
+        async with asyncio.timeout(timeout):
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise BadRequest(408, f"body not received within {timeout:g}s") from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
     chunks, size = [], 0
     while True:
         message = await receive()

@@ -15,8 +15,20 @@ from typing import Any
 
 import uvicorn
 
-from receiver.app import DEFAULT_MAX_BODY_BYTES, ReceiverApp, ReceiverConfig, default_writer_id
+from receiver.app import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    ReceiverApp,
+    ReceiverConfig,
+    default_writer_id,
+)
 from receiver.auth import TOKENS_ENV, parse_tokens
+from receiver.connections import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    header_timeout_protocol,
+)
 from resources.landing import attribution_header_map
 
 DEFAULT_PORT = 4012
@@ -58,6 +70,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="name prefix of this receiver's files (default <hostname>-<pid>)",
     )
     parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        help="seconds a connection may take to send a request's headers, from connecting or "
+        f"from the previous response, before it is closed (default {DEFAULT_HEADER_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        help="seconds a request may take to send its whole body before it is answered 408 "
+        f"(default {DEFAULT_BODY_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=DEFAULT_KEEP_ALIVE_TIMEOUT,
+        help="seconds an idle keep-alive connection stays open after a response "
+        f"(default {DEFAULT_KEEP_ALIVE_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections (idle ones included) above which a new request is answered "
+        f"503 (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     return parser.parse_args(argv)
@@ -79,6 +119,7 @@ def build_app(args: argparse.Namespace, environ: dict[str, str]) -> ReceiverApp:
             max_body_bytes=int(args.max_body_mb * 2**20),
             header_map=attribution_header_map(args.attribution_headers),
             writer_id=args.writer_id or default_writer_id(),
+            body_timeout=args.body_timeout,
         )
         return ReceiverApp(config)
     except ValueError as exc:
@@ -93,17 +134,41 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    serve(app, args.host, args.port, args.log_level)
+    serve(
+        app,
+        args.host,
+        args.port,
+        args.log_level,
+        header_timeout=args.header_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+    )
 
 
-def serve(app: Any, host: str, port: int, log_level: str = "info") -> None:
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> None:
     """Serve an ASGI app the receiver's way (the throughput benchmark's baseline uses it too)."""
+    if keep_alive_timeout <= 0 or max_connections <= 0:
+        raise SystemExit("spend-receiver: timeouts and the connection limit must be positive")
+    try:
+        protocol = header_timeout_protocol(header_timeout)
+    except ValueError as exc:
+        raise SystemExit(f"spend-receiver: {exc}") from None
     uvicorn.run(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=protocol,
+        timeout_keep_alive=keep_alive_timeout,
+        limit_concurrency=max_connections,
         lifespan="on",
         access_log=False,
         server_header=False,

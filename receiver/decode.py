@@ -2,19 +2,25 @@
 
 LiteLLM sends one of three ``log_format``s, all with ``Content-Type: application/json``:
 ``json_array`` (the default), ``ndjson`` (objects joined by newlines, no trailing one) and
-``single`` (one object per request). The body alone tells them apart. Only the reason of
-a failure is ever reported, never the offending text: bodies carry prompts and responses.
+``single`` (one object per request). The body alone tells them apart.
+
+Every event is decoded on its own, so one bad event (nested past the decoder's limit,
+invalid UTF-8, not JSON at all) becomes an ``InvalidEvent`` at its place and the rest of
+the batch lands; only a body with no recognisable event in it is refused whole. Only the
+reason of a failure is ever reported, never the offending text: bodies carry prompts and
+responses.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from typing import Any
 
 import msgspec
 
-from resources.landing import PAYLOAD_FIELDS, InvalidEvent
+from resources.landing import PAYLOAD_FIELDS, InvalidEvent, json_type
 
 
 class BadRequest(Exception):
@@ -27,17 +33,28 @@ class BadRequest(Exception):
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Inflate a gzip body, refusing (413) to inflate past ``limit`` bytes."""
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(400, f"invalid gzip body: {exc}") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise BadRequest(413, f"gzip body inflates past the {limit}-byte limit")
-    if not inflater.eof:
-        raise BadRequest(400, "invalid gzip body: truncated")
-    return data
+    """Inflate a gzip body of one or more members (RFC 1952 allows concatenated members),
+    refusing (413) to inflate past ``limit`` bytes in all."""
+    parts: list[bytes] = []
+    size, rest, member = 0, body, 0
+    while rest:
+        member += 1
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            where = f" (member {member})" if member > 1 else ""
+            raise BadRequest(400, f"invalid gzip body{where}: {exc}") from None
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise BadRequest(413, f"gzip body inflates past the {limit}-byte limit")
+        if not inflater.eof:
+            raise BadRequest(400, "invalid gzip body: truncated")
+        parts.append(part)
+        rest = inflater.unused_data
+    if member == 0:
+        raise BadRequest(400, "invalid gzip body: empty")
+    return b"".join(parts)
 
 
 def _json_error(exc: ValueError) -> str:
@@ -47,9 +64,15 @@ def _json_error(exc: ValueError) -> str:
     return f"invalid JSON: {str(exc).split(';')[0]}"  # e.g. a 5,000-digit integer
 
 
-def _loads(text: str) -> Any:
+def _loads(data: bytes) -> Any:
+    """``json.loads`` of any bytes, raising only ``ValueError`` with a reason.
+
+    Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``): in a field
+    the landing keeps they are refused by its one text rule (``landable_text``), and in any
+    other field they are never looked at.
+    """
     try:
-        return json.loads(text)
+        return json.loads(data.decode("utf-8", "surrogateescape"))
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
@@ -62,6 +85,10 @@ _Fields = msgspec.defstruct(
     "Fields", [(name, Any, msgspec.UNSET) for name in PAYLOAD_FIELDS], gc=False
 )
 _EVENTS = msgspec.json.Decoder(list[_Fields] | _Fields)
+_EVENT = msgspec.json.Decoder(_Fields)
+# What msgspec raises on input it cannot take: a syntax or type error, nesting past its
+# recursion limit, or invalid UTF-8 in a field it builds.
+_MSGSPEC_REFUSALS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 
 def _as_dict(fields: Any) -> dict[str, Any]:
@@ -74,59 +101,105 @@ def _as_dict(fields: Any) -> dict[str, Any]:
 
 
 def decode_events(body: bytes) -> list[Any]:
-    """The events of a body; an unparseable NDJSON line becomes an ``InvalidEvent``.
+    """The events of a body; an event that cannot be decoded becomes an ``InvalidEvent``.
 
     Raises ``BadRequest`` (400) when the body holds no JSON object.
     """
     try:
         document = _EVENTS.decode(body)
-    except msgspec.DecodeError:
-        return decode_events_stdlib(body)
+    except _MSGSPEC_REFUSALS:
+        return _decode_events_one_by_one(body)
     return [_as_dict(f) for f in document] if isinstance(document, list) else [_as_dict(document)]
 
 
-def decode_events_stdlib(body: bytes) -> list[Any]:
-    """Every body ``json.loads`` can read, and the reason for the rest."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(400, f"body is not UTF-8 (byte {exc.start})") from None
-    stripped = text.strip()
+def _decode_events_one_by_one(body: bytes) -> list[Any]:
+    stripped = body.strip(b" \t\r\n")
     if not stripped:
         raise BadRequest(400, "empty body: expected a JSON array, object or NDJSON")
+    if stripped.startswith(b"["):
+        elements = split_json_array(stripped)
+        if elements is None:  # not an array we can take apart: say what is wrong with it
+            raise BadRequest(400, _document_error(stripped))
+        return [_decode_event(element, f"event {i}") for i, element in enumerate(elements)]
     try:
-        document = _loads(stripped)
+        document = _decode_value(stripped)
     except ValueError as exc:
-        # Several lines that are not one document: NDJSON, whose bad lines are only events.
-        if "\n" in stripped:
-            return _decode_ndjson(stripped, _json_error(exc))
-        raise BadRequest(400, _json_error(exc)) from None
-    if isinstance(document, list):
-        return document
+        if b"\n" in stripped:  # several lines that are not one document: NDJSON
+            return _decode_ndjson(stripped, str(exc))
+        raise BadRequest(400, str(exc)) from None
     if isinstance(document, dict):
         return [document]
-    raise BadRequest(400, f"body is a JSON {type(document).__name__}, expected an array or object")
+    raise BadRequest(400, f"body is a JSON {json_type(document)}, expected an array or object")
 
 
-def _decode_ndjson(text: str, document_error: str) -> list[Any]:
-    events: list[Any] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            events.append(_decode_line(line))
-        except ValueError as exc:
-            events.append(InvalidEvent(f"NDJSON line {number}: {_json_error(exc)}"))
+def _document_error(body: bytes) -> str:
+    try:
+        _loads(body)
+    except ValueError as exc:
+        return _json_error(exc) if isinstance(exc, json.JSONDecodeError) else f"invalid JSON: {exc}"
+    return "invalid JSON array"
+
+
+def _decode_ndjson(body: bytes, document_error: str) -> list[Any]:
+    events = [
+        _decode_event(line, f"NDJSON line {number}")
+        for number, line in enumerate(body.split(b"\n"), start=1)
+        if line.strip(b" \t\r")
+    ]
     if not any(isinstance(event, dict) for event in events):
         raise BadRequest(400, f"{document_error}, and no line of it is a JSON object")
     return events
 
 
-_EVENT = msgspec.json.Decoder(_Fields)
-
-
-def _decode_line(line: str) -> Any:
+def _decode_value(data: bytes) -> Any:
+    """One JSON value; ``ValueError`` with a reason that quotes nothing of ``data``."""
     try:
-        return _as_dict(_EVENT.decode(line))
-    except msgspec.DecodeError:
-        return _loads(line)
+        return _as_dict(_EVENT.decode(data))
+    except _MSGSPEC_REFUSALS:
+        pass  # the general decoder takes what msgspec refuses, or says why not
+    try:
+        return _loads(data)
+    except ValueError as exc:
+        raise ValueError(_json_error(exc)) from None
+
+
+def _decode_event(data: bytes, where: str) -> Any:
+    try:
+        return _decode_value(data)
+    except ValueError as exc:
+        return InvalidEvent(f"{where}: {exc}")
+
+
+# The tokens that matter for finding an array's elements: whole strings (whose brackets and
+# commas are text), brackets, commas, and a quote that opens a string never closed.
+_ARRAY_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{},]|"', re.DOTALL)
+
+
+def split_json_array(body: bytes) -> list[bytes] | None:
+    """The raw bytes of each top-level element of a JSON array, undecoded, so that each can
+    be decoded (and refused) alone; None when ``body`` is not one whole array.
+
+    Linear in the body and iterative: nesting depth is a counter, never a recursion.
+    """
+    elements: list[bytes] = []
+    depth, start = 0, 1
+    for token in _ARRAY_TOKEN.finditer(body):
+        char = body[token.start()]
+        if char == 0x22:  # '"'
+            if token.end() - token.start() == 1:
+                return None  # a string that never ends
+        elif char in b"[{":
+            depth += 1
+        elif char in b"]}":
+            depth -= 1
+            if depth == 0:
+                if char != 0x5D or body[token.end() :].strip(b" \t\r\n"):
+                    return None  # closed by '}', or something follows the array
+                elements.append(body[start : token.start()])
+                if len(elements) == 1 and not elements[0].strip(b" \t\r\n"):
+                    return []  # []
+                return elements
+        elif depth == 1:  # ','
+            elements.append(body[start : token.start()])
+            start = token.end()
+    return None  # never closed

@@ -82,16 +82,48 @@ class InvalidEvent(ValueError):
     """An event that cannot be landed; the message is the quarantine reason."""
 
 
+def landable_text(value: str) -> bool:
+    """The one rule for what text the landing keeps: Unicode that UTF-8 can encode, i.e.
+    no lone surrogate (a JSON ``"\\ud800"`` escape, or a byte the decoder could not read as
+    UTF-8). The landing's readers (pyarrow, DuckDB) take exactly such text back."""
+    return value.isascii() or _SURROGATE.search(value) is None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _text(value: Any, name: str) -> str | None:
     """A text field; a number is taken as its text, an object or list is refused (it could
-    carry content, and its repr is no id or name)."""
-    if value is None or isinstance(value, str):
+    carry content, and its repr is no id or name). Reasons name the field and the JSON
+    type, never the value: a wrong-typed field may hold a secret."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not landable_text(value):
+            raise InvalidEvent(
+                f"{name} is not valid Unicode text (invalid UTF-8 or a lone surrogate)"
+            )
         return value
     if isinstance(value, int) and value.bit_length() > 64:
-        raise InvalidEvent(f"{name} is an integer of {value.bit_length()} bits, not text")
+        raise InvalidEvent(f"{name} is an integer wider than 64 bits, not text")
     if isinstance(value, int | float):  # bool included
         return str(value)
-    raise InvalidEvent(f"{name} is a JSON {type(value).__name__}, not text")
+    raise InvalidEvent(f"{name} is a JSON {json_type(value)}, not text")
+
+
+def json_type(value: Any) -> str:
+    """The JSON type of a decoded value, for a reason that must not quote the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
 
 
 # Epoch seconds LiteLLM could plausibly send. Outside it an event has no usable hour
@@ -120,9 +152,9 @@ def _epoch(payload: Mapping[str, Any], key: str, required: bool) -> float | None
         return None
     seconds = _finite(value)
     if seconds is None:
-        raise InvalidEvent(f"{key} is not a finite epoch number: {type(value).__name__}")
+        raise InvalidEvent(f"{key} is a JSON {json_type(value)}, not a finite epoch number")
     if not EPOCH_RANGE[0] <= seconds < EPOCH_RANGE[1]:
-        raise InvalidEvent(f"{key} is not epoch seconds between 2000 and 2100: {seconds:g}")
+        raise InvalidEvent(f"{key} is not epoch seconds between 2000 and 2100")
     return seconds
 
 
@@ -131,11 +163,11 @@ def _cost(value: Any) -> str:
         return "0.0"
     cost = _finite(value)
     if cost is None:
-        raise InvalidEvent(f"response_cost is not a finite number: {type(value).__name__}")
+        raise InvalidEvent(f"response_cost is a JSON {json_type(value)}, not a finite number")
     if cost < 0:
-        raise InvalidEvent(f"response_cost is negative: {cost!r}")
+        raise InvalidEvent("response_cost is negative")
     if cost > MAX_COST:
-        raise InvalidEvent(f"response_cost is implausibly large: {cost:g}")
+        raise InvalidEvent(f"response_cost is above {MAX_COST:.0f} USD, implausible for a request")
     return repr(cost)
 
 
@@ -147,11 +179,11 @@ def _tokens(payload: Mapping[str, Any], key: str) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise InvalidEvent(f"{key} is not an integer: {value!r}")
+            raise InvalidEvent(f"{key} is a JSON {json_type(value)}, not an integer")
     if value < 0:
-        raise InvalidEvent(f"{key} is negative: {value}")
+        raise InvalidEvent(f"{key} is negative")
     if value > MAX_TOKENS:
-        raise InvalidEvent(f"{key} is too large for int64 ({len(str(value))} digits)")
+        raise InvalidEvent(f"{key} is too large for int64")
     return value
 
 
@@ -215,7 +247,7 @@ def landing_record(
     if isinstance(payload, InvalidEvent):  # a decoder already knows why it is unusable
         raise payload
     if not isinstance(payload, Mapping):
-        raise InvalidEvent(f"event is a JSON {type(payload).__name__}, not an object")
+        raise InvalidEvent(f"event is a JSON {json_type(payload)}, not an object")
     request_id = _text(payload.get("id"), "id")
     call_id = _text(payload.get("litellm_call_id"), "litellm_call_id")
     if not request_id and not call_id:
@@ -548,7 +580,11 @@ def quarantine_entry(payload: Any, index: int, reason: str, received_at: float) 
     """Where a rejected event was and why, with its ids only: its body may hold content."""
     ids = {}
     if isinstance(payload, Mapping):  # text ids only: whatever else is there may be the problem
-        ids = {k: v for k in ("id", "litellm_call_id") if isinstance(v := payload.get(k), str)}
+        ids = {
+            k: v
+            for k in ("id", "litellm_call_id")
+            if isinstance(v := payload.get(k), str) and landable_text(v)
+        }
     return {"index": index, "reason": reason, "received_at": received_at, **ids}
 
 

@@ -111,8 +111,8 @@ def test_invalid_events_are_quarantined_with_the_reason_and_the_rest_land(receiv
         q.get("id") or q.get("litellm_call_id") or q["index"]: q["reason"] for q in quarantined
     }
     assert reasons["bad-no-start"] == "missing startTime"
-    assert reasons["bad-cost"] == "response_cost is not a finite number: str"
-    assert reasons["bad-tokens"] == "prompt_tokens is negative: -5"
+    assert reasons["bad-cost"] == "response_cost is a JSON string, not a finite number"
+    assert reasons["bad-tokens"] == "prompt_tokens is negative"
     assert "secret prompt" not in json.dumps(quarantined)
 
 
@@ -121,7 +121,7 @@ def test_invalid_events_are_quarantined_with_the_reason_and_the_rest_land(receiv
     [
         (b'[{"id": "x", "startTime": 1', "invalid JSON"),
         (b"", "empty body"),
-        (b'"hello"', "body is a JSON str"),
+        (b'"hello"', "body is a JSON string"),
     ],
 )
 def test_a_body_without_usable_json_is_refused_with_400_and_the_reason(receiver, body, reason):

@@ -3,7 +3,10 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from assets.ingest import webhook_events_table
 from resources.landing import (
     LANDING_SCHEMA,
     InvalidEvent,
@@ -11,10 +14,13 @@ from resources.landing import (
     LandingZone,
     attribution_header_map,
     event_hour,
+    landable_text,
     landing_record,
     parse_landing_lines,
     project_batch,
 )
+from tests.hostile import any_text
+from tests.samples import captured_payloads
 
 NOW = 1795350000.0
 
@@ -44,31 +50,69 @@ def test_tracking_headers_are_not_kept(payloads):
     assert "tok-123" not in json.dumps(landing_record(payload, NOW))
 
 
+NOT_TEXT = "is not valid Unicode text (invalid UTF-8 or a lone surrogate)"
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
         ({"id": None, "litellm_call_id": None}, "missing id and litellm_call_id"),
         ({"startTime": None}, "missing startTime"),
-        ({"startTime": "yesterday"}, "startTime is not a finite epoch number"),
-        ({"response_cost": "0.1"}, "response_cost is not a finite number"),
-        ({"response_cost": float("nan")}, "response_cost is not a finite number"),
+        ({"startTime": "yesterday"}, "startTime is a JSON string, not a finite epoch number"),
+        ({"response_cost": "0.1"}, "response_cost is a JSON string, not a finite number"),
+        ({"response_cost": float("nan")}, "response_cost is a JSON number, not a finite number"),
         ({"response_cost": -1.0}, "response_cost is negative"),
         ({"prompt_tokens": -3}, "prompt_tokens is negative"),
-        ({"total_tokens": 1.5}, "total_tokens is not an integer"),
-        ({"total_tokens": 10**30}, "total_tokens is too large for int64 \\(31 digits\\)"),
+        ({"prompt_tokens": "sk-SECRET"}, "prompt_tokens is a JSON string, not an integer"),
+        ({"total_tokens": 1.5}, "total_tokens is a JSON number, not an integer"),
+        ({"total_tokens": 10**30}, "total_tokens is too large for int64"),
         ({"startTime": 1.7e12}, "startTime is not epoch seconds between 2000 and 2100"),
-        ({"startTime": 10**400}, "startTime is not a finite epoch number: int"),
-        ({"endTime": -1}, "endTime is not epoch seconds between 2000 and 2100: -1"),
-        ({"response_cost": 10**400}, "response_cost is not a finite number: int"),
-        ({"response_cost": 1e300}, "response_cost is implausibly large: 1e\\+300"),
-        ({"model": {"prompt": "x"}}, "model is a JSON dict, not text"),
-        ({"id": 10**30}, "id is an integer of 100 bits, not text"),
-        ({"request_tags": ["ok", ["nested"]]}, "a request tag is a JSON list, not text"),
+        ({"startTime": 10**400}, "startTime is a JSON number, not a finite epoch number"),
+        ({"endTime": -1}, "endTime is not epoch seconds between 2000 and 2100"),
+        ({"response_cost": 10**400}, "response_cost is a JSON number, not a finite number"),
+        ({"response_cost": 1e300}, "response_cost is above 1000000 USD, implausible for a request"),
+        ({"model": {"prompt": "x"}}, "model is a JSON object, not text"),
+        ({"id": 10**30}, "id is an integer wider than 64 bits, not text"),
+        ({"request_tags": ["ok", ["nested"]]}, "a request tag is a JSON array, not text"),
+        ({"model": "gpt-\ud800"}, f"model {NOT_TEXT}"),
+        ({"model": "gpt-\udcff"}, f"model {NOT_TEXT}"),  # byte 0xff, as the decoder keeps it
+        ({"request_tags": ["team:\udfff"]}, f"a request tag {NOT_TEXT}"),
+        ({"id": "req-\ud83d"}, f"id {NOT_TEXT}"),
     ],
 )
-def test_invalid_events_say_why(payloads, change, reason):
-    with pytest.raises(InvalidEvent, match=reason):
+def test_invalid_events_say_why_naming_fields_and_types_only(payloads, change, reason):
+    with pytest.raises(InvalidEvent) as invalid:
         landing_record(payloads[0] | change, NOW)
+    assert str(invalid.value) == reason
+
+
+def test_a_lone_surrogate_in_an_attribution_header_is_refused(payloads):
+    payload = copy.deepcopy(payloads[0])
+    payload["metadata"]["requester_custom_headers"]["x-department"] = "fin\ud800"
+    with pytest.raises(InvalidEvent) as invalid:
+        landing_record(payload, NOW)
+    assert str(invalid.value) == f"header x-department {NOT_TEXT}"
+
+
+@given(texts=st.lists(any_text, min_size=1, max_size=40))
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+def test_text_the_landing_accepts_is_read_back_unchanged(tmp_path_factory, texts):
+    """The one text rule: what ``landing_record`` takes, the landing's readers return."""
+    template = captured_payloads()[0]
+    events = [
+        template | {"id": f"t-{n}", "model": t, "request_tags": [t]} for n, t in enumerate(texts)
+    ]
+    batch = project_batch(events, NOW)
+    refused = {r["id"] for r in batch.rejects}
+    assert refused == {e["id"] for e, t in zip(events, texts, strict=True) if not landable_text(t)}
+    zone = LandingZone(tmp_path_factory.mktemp("text"), "r1")
+    zone.write_batch(batch)
+    expected = {e["id"]: t for e, t in zip(events, texts, strict=True) if e["id"] not in refused}
+    hours = list(batch.by_hour)
+    for read in (zone.read_hours(hours).table, webhook_events_table(zone.scan_hours(hours))):
+        rows = read.select(["request_id", "model", "request_tags"]).to_pylist()
+        assert {r["request_id"]: r["model"] for r in rows} == expected
+        assert all(r["request_tags"] == [r["model"]] for r in rows)
 
 
 def test_batch_lands_valid_events_by_event_hour_and_quarantines_the_rest(tmp_path, payloads):
@@ -80,7 +124,7 @@ def test_batch_lands_valid_events_by_event_hour_and_quarantines_the_rest(tmp_pat
     assert len(zone.hour_files(hour_of(late))) == 1
     quarantine = list((tmp_path / "landing" / "_quarantine").rglob("*.ndjson"))
     reasons = [json.loads(line)["reason"] for line in quarantine[0].read_text().splitlines()]
-    assert reasons == ["missing startTime", "event is a JSON str, not an object"]
+    assert reasons == ["missing startTime", "event is a JSON string, not an object"]
 
 
 def test_reader_tolerates_a_torn_last_line_and_reports_bad_lines(tmp_path, payloads):

@@ -1,0 +1,71 @@
+"""Connection limits uvicorn does not enforce by itself: a deadline for request headers.
+
+uvicorn closes a keep-alive connection that stays idle after a response, but a client that
+connects and sends nothing, or half its headers, holds the connection (and a file
+descriptor) for ever. ``HeaderTimeoutProtocol`` closes a connection whose next request's
+headers are not complete within ``header_timeout`` seconds of the connection opening or
+of the previous response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("spend_receiver")
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 1000
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for each request's headers."""
+
+    header_timeout = DEFAULT_HEADER_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_deadline()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # Waiting for the next request's headers, unless a pipelined one is already running.
+        if self.cycle is None or self.cycle.response_complete:
+            self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        self._cancel_header_deadline()
+        if not self.transport.is_closing():
+            self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _cancel_header_deadline(self) -> None:
+        if getattr(self, "_header_deadline", None) is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            log.debug(
+                "closing %s: no complete request headers in %gs", self.client, self.header_timeout
+            )
+            self.transport.close()
+
+
+def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutProtocol]:
+    """The protocol class for uvicorn's ``http=`` with a header deadline of ``seconds``."""
+    if seconds <= 0:
+        raise ValueError("the header timeout must be positive")
+    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})
