@@ -96,13 +96,14 @@ class ReceiverApp:
             if message["type"] == "lifespan.startup":
                 self.committer.start()
                 log.info(
-                    "landing to %s as writer %s; auth %s; body limit %d bytes; headers %s",
+                    "landing to %s as writer %s; auth %s; body limit %d bytes in %gs; headers %s",
                     self.zone.root,
                     self.config.writer_id,
                     f"on ({len(self.config.tokens)} token(s))"
                     if self.config.require_auth
                     else "OFF",
                     self.config.max_body_bytes,
+                    self.config.body_timeout,
                     ", ".join(f"{k}<-{v}" for k, v in self.config.header_map.items()),
                 )
                 await send({"type": "lifespan.startup.complete"})

@@ -1,9 +1,10 @@
 import gzip
 import json
+import math
 
 import pytest
 
-from receiver.decode import BadRequest, decode_events, gunzip
+from receiver.decode import BadRequest, decode_events, gunzip, split_json_array
 from resources.landing import InvalidEvent
 from tests.samples import LITELLM_FIXTURES
 
@@ -82,3 +83,58 @@ def test_gunzip_refuses_corrupt_or_truncated_gzip(body):
         gunzip(body, limit=1_000_000)
     assert refused.value.status == 400
     assert "invalid gzip body" in refused.value.reason
+
+
+def test_gunzip_inflates_every_member_of_a_multi_member_body():
+    members = [b'{"id": "a"}\n', b'{"id": "b"}\n', b'{"id": "c"}\n']
+    assert gunzip(b"".join(gzip.compress(m) for m in members), limit=1000) == b"".join(members)
+
+
+def test_gunzip_counts_the_limit_over_all_members():
+    body = gzip.compress(b"x" * 600) * 2
+    with pytest.raises(BadRequest) as refused:
+        gunzip(body, limit=1000)
+    assert refused.value.status == 413
+
+
+def test_gunzip_refuses_garbage_after_a_member():
+    with pytest.raises(BadRequest) as refused:
+        gunzip(gzip.compress(b"[]") + b"trailing", limit=1000)
+    assert (refused.value.status, refused.value.reason[:27]) == (400, "invalid gzip body (member 2")
+
+
+@pytest.mark.parametrize(
+    ("body", "elements"),
+    [
+        (b"[]", []),
+        (b"[ \n ]", []),
+        (b'[{"a": 1}]', [b'{"a": 1}']),
+        (b'[{"a": "],[{,"}, 2 , [3, [4]]]', [b'{"a": "],[{,"}', b" 2 ", b" [3, [4]]"]),
+        (b'[{"q": "say \\"],\\" ok"}, 1]', [b'{"q": "say \\"],\\" ok"}', b" 1"]),
+        (b"[1,,2]", [b"1", b"", b"2"]),  # each element then fails or lands alone
+        (b'["\xff", 1]', [b'"\xff"', b" 1"]),
+        (
+            b"[" + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"]",
+            [b'{"a":' * 5000 + b"1" + b"}" * 5000],
+        ),
+    ],
+)
+def test_split_json_array_finds_the_top_level_elements(body, elements):
+    assert split_json_array(body) == elements
+
+
+@pytest.mark.parametrize(
+    "body", [b"[", b"[1, 2", b'[{"a": "unterminated]', b"[{]", b"[1] 2", b"[1]]", b"[" * 100_000]
+)
+def test_split_json_array_refuses_what_is_not_one_whole_array(body):
+    assert split_json_array(body) is None
+
+
+def test_each_element_is_decoded_alone_so_one_bad_event_costs_only_itself():
+    body = b'[{"id": "a"}, {"id": "b",}, {"id": "\xff"}, NaN, {"id": "c"}]'
+    a, b, c, d, e = decode_events(body)
+    assert (a, e) == ({"id": "a"}, {"id": "c"})
+    assert isinstance(b, InvalidEvent)
+    assert str(b).startswith("event 1: invalid JSON: Expecting property name")
+    assert c == {"id": "\udcff"}  # the landing's text rule refuses it, naming the field
+    assert math.isnan(d)
