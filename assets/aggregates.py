@@ -15,10 +15,10 @@ from assets.checks import (
     schema_outcome,
     unless_columns_missing,
 )
-from assets.duck import Rows, connect, query_arrow
 from assets.metadata import RangeSummary, chunk_done
+from assets.partitions import hourly_asset, partition_hours
 from assets.schemas import AGGREGATE_DIMENSIONS, aggregate_schema
-from pipelines.partitions import hourly_asset, partition_hours
+from resources.duck import Rows, connection, query_arrow
 from resources.lake import LakeResource
 
 
@@ -41,7 +41,7 @@ def aggregate_spend(
     GROUP BY ALL
     ORDER BY {keys}
     """
-    return query_arrow(con or connect(), sql, aggregate_schema(dimensions), events=events)
+    return query_arrow(con, sql, aggregate_schema(dimensions), events=events)
 
 
 def _aggregate_asset(name: str, dimensions: list[str]) -> dg.AssetsDefinition:
@@ -53,12 +53,13 @@ def _aggregate_asset(name: str, dimensions: list[str]) -> dg.AssetsDefinition:
         description=f"Hourly spend, tokens, requests, failures and latency by {', '.join(dimensions)}.",
     )
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        hours, con, summary = partition_hours(context), connect(), RangeSummary()
+        hours, summary = partition_hours(context), RangeSummary()
         chunks = lake.chunks(["spend_events"], hours)
-        for number, chunk in enumerate(chunks, start=1):
-            table = aggregate_spend(lake.scan("spend_events", chunk), dimensions, con)
-            summary.add(table, lake.write_hours(name, table, chunk))
-            chunk_done(context, number, len(chunks), chunk, table.num_rows)
+        with connection() as con:
+            for number, chunk in enumerate(chunks, start=1):
+                table = aggregate_spend(lake.scan("spend_events", chunk), dimensions, con)
+                summary.add(table, lake.write_hours(name, table, chunk))
+                chunk_done(context, number, len(chunks), chunk, table.num_rows)
         return summary.result(hours)
 
     return _asset

@@ -8,11 +8,12 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from assets.cbf import CbfFile, cbf_hour_path, cbf_rows, cost_total, load_cbf_file, write_cbf_csv
-from assets.cbf_validation import validate_cbf_hours
+from assets.cbf_rows import cbf_rows
 from assets.checks import Rows, query_records
 from assets.metadata import markdown_preview, range_metadata
-from pipelines.partitions import hourly_asset, hourly_partitions, partition_hours
+from assets.partitions import hourly_asset, hourly_partitions, partition_hours
+from resources.cbf import CbfFile, cbf_hour_path, cost_total, load_cbf_file, write_cbf_csv
+from resources.cbf_validation import validate_cbf_hours
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource, split_by_hour
 

@@ -24,9 +24,9 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from assets.duck import Rows, connect, register
 from assets.metadata import markdown_preview
-from pipelines.partitions import hourly_partitions
+from assets.partitions import hourly_partitions
+from resources.duck import Rows, connection, register
 
 # Stages carry exact DECIMAL(38, 18) money; anything beyond this is a real difference.
 RECONCILE_TOLERANCE = Decimal("1e-9")
@@ -97,10 +97,10 @@ def share_setting(name: str, default: Decimal) -> Decimal:
 
 
 def query_table(sql: str, params: Sequence[Any] = (), **tables: Rows) -> pa.Table:
-    con = connect()
-    for name, table in tables.items():
-        register(con, name, table)
-    return con.sql(sql, params=list(params) or None).to_arrow_table()
+    with connection() as con:
+        for name, table in tables.items():
+            register(con, name, table)
+        return con.sql(sql, params=list(params) or None).to_arrow_table()
 
 
 def query_records(sql: str, params: Sequence[Any] = (), **tables: Rows) -> list[dict[str, Any]]:

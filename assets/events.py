@@ -19,8 +19,8 @@ from assets.checks import (
     unique_keys_outcome,
     unless_columns_missing,
 )
-from assets.duck import Rows, connect, query_arrow
 from assets.metadata import RangeSummary, chunk_done
+from assets.partitions import hourly_asset, partition_hours
 from assets.quality_checks import (
     DEFAULT_DIVERGENCE_SHARE,
     DEFAULT_UNATTRIBUTED_SHARE,
@@ -31,8 +31,8 @@ from assets.quality_checks import (
     zero_cost_outcome,
 )
 from assets.schemas import SPEND_EVENTS_SCHEMA
-from pipelines.partitions import hourly_asset, partition_hours
 from resources.attribution import AttributionMappingResource
+from resources.duck import Rows, connection, query_arrow
 from resources.lake import LakeResource
 
 
@@ -143,7 +143,7 @@ def build_spend_events(
 ) -> pa.Table:
     """Merge both raw sources into one attributed row per request (``SPEND_EVENTS_SCHEMA``)."""
     return query_arrow(
-        con or connect(),
+        con,
         _MERGE_SQL,
         SPEND_EVENTS_SCHEMA,
         spend_logs=spend_logs,
@@ -166,21 +166,22 @@ def spend_events(
     context: dg.AssetExecutionContext, lake: LakeResource, attribution: AttributionMappingResource
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    mapping, con = attribution.mapping(), connect()
+    mapping = attribution.mapping()
     summary, deliveries, sources = RangeSummary(), 0, Counter()
     chunks = lake.chunks(_RAW_SOURCES, hours)
     # A request's rows all fall in its start hour, so chunks of whole hours dedupe exactly
     # as one pass over the range would.
-    for number, chunk in enumerate(chunks, start=1):
-        spend_logs, webhook = (lake.scan(source, chunk) for source in _RAW_SOURCES)
-        events = build_spend_events(spend_logs, webhook, mapping, con)
-        files = lake.write_hours("spend_events", events, chunk)
-        summary.add(events, files, events.select(_PREVIEW_COLUMNS))
-        deliveries += int(pc.sum(events["deliveries"]).as_py() or 0)
-        if events.num_rows:
-            counts = pc.value_counts(events["attribution_source"]).to_pylist()
-            sources.update({c["values"]: c["counts"] for c in counts})
-        chunk_done(context, number, len(chunks), chunk, events.num_rows)
+    with connection() as con:
+        for number, chunk in enumerate(chunks, start=1):
+            spend_logs, webhook = (lake.scan(source, chunk) for source in _RAW_SOURCES)
+            events = build_spend_events(spend_logs, webhook, mapping, con)
+            files = lake.write_hours("spend_events", events, chunk)
+            summary.add(events, files, events.select(_PREVIEW_COLUMNS))
+            deliveries += int(pc.sum(events["deliveries"]).as_py() or 0)
+            if events.num_rows:
+                counts = pc.value_counts(events["attribution_source"]).to_pylist()
+                sources.update({c["values"]: c["counts"] for c in counts})
+            chunk_done(context, number, len(chunks), chunk, events.num_rows)
     return summary.result(
         hours,
         duplicate_deliveries=deliveries - summary.rows,

@@ -7,13 +7,13 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from assets.duck import connect, query_arrow
 from assets.metadata import RangeSummary, chunk_done
-from assets.schemas import RAW_SPEND_SCHEMA
-from pipelines.partitions import hourly_asset, partition_hours
+from assets.partitions import hourly_asset, partition_hours
+from resources.duck import connection, query_arrow
 from resources.lake import LakeResource, chunk_hours, hours_between
 from resources.landing import LANDED_LINE_BYTES, LandingRead, LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
+from resources.raw_spend import RAW_SPEND_SCHEMA
 
 _WEBHOOK_SQL = """
 SELECT
@@ -57,7 +57,7 @@ def webhook_events_table(
     """
     read = landing if isinstance(landing, LandingRead) else LandingRead(landing, [])
     return query_arrow(
-        con or connect(),
+        con,
         _WEBHOOK_SQL,
         RAW_SPEND_SCHEMA,
         landing_files=read.unread,
@@ -121,7 +121,7 @@ def next_fetch_hours(rows: int, hours: int, budget: int) -> int:
 
 def spend_log_defects(logs: pa.Table) -> dict:
     """Counts of LiteLLM's known spend-log defects in raw spend rows."""
-    return query_arrow(connect(), _DEFECTS_SQL, _DEFECTS_SCHEMA, logs=logs).to_pylist()[0]
+    return query_arrow(None, _DEFECTS_SQL, _DEFECTS_SCHEMA, logs=logs).to_pylist()[0]
 
 
 @hourly_asset(
@@ -177,21 +177,22 @@ def litellm_webhook_events(
     landing: LandingZoneResource,
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    zone, con = landing.zone(), connect()
+    zone = landing.zone()
     summary, landing_files, torn_bytes, malformed = RangeSummary(), 0, 0, []
     chunks = chunk_hours(hours, zone.hour_bytes(hours), lake.chunk_rows * LANDED_LINE_BYTES)
-    for number, chunk in enumerate(chunks, start=1):
-        read = zone.scan_hours(chunk)
-        try:
-            table = webhook_events_table(read, con)
-        except duckdb.InvalidInputException:  # a bad line: find and report it, keep the rest
-            read = zone.read_hours(chunk)
-            table = webhook_events_table(read, con)
-        summary.add(table, lake.write_hours("litellm_webhook_events", table, chunk))
-        landing_files += len(read.files)
-        torn_bytes += read.torn_bytes
-        malformed += read.malformed
-        chunk_done(context, number, len(chunks), chunk, table.num_rows)
+    with connection() as con:
+        for number, chunk in enumerate(chunks, start=1):
+            read = zone.scan_hours(chunk)
+            try:
+                table = webhook_events_table(read, con)
+            except duckdb.InvalidInputException:  # a bad line: find and report it, keep the rest
+                read = zone.read_hours(chunk)
+                table = webhook_events_table(read, con)
+            summary.add(table, lake.write_hours("litellm_webhook_events", table, chunk))
+            landing_files += len(read.files)
+            torn_bytes += read.torn_bytes
+            malformed += read.malformed
+            chunk_done(context, number, len(chunks), chunk, table.num_rows)
     if torn_bytes or malformed:
         context.log.warning(
             f"skipped {torn_bytes} bytes of torn last lines and {len(malformed)} "

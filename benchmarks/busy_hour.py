@@ -38,11 +38,6 @@ import pyarrow.parquet as pq
 if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets.cbf import (  # noqa: E402
-    CBF_COLUMNS,  # noqa: E402
-    cbf_hour_path,
-    read_cbf_csv,
-)
 from assets.schemas import AGGREGATE_DIMENSIONS  # noqa: E402
 from benchmarks import REPO_ROOT, publish  # noqa: E402
 from benchmarks.duckdb_baseline import aggregate_rows, cbf_rows, run_baseline  # noqa: E402
@@ -56,6 +51,7 @@ from benchmarks.pipeline_run import (  # noqa: E402
     work_dir,
 )
 from benchmarks.spend_data import land_hour  # noqa: E402
+from resources.cbf import CBF_COLUMNS, cbf_hour_path, read_cbf_csv
 
 HOUR = datetime(2026, 4, 15, 13, tzinfo=timezone.utc)
 START_DATE = "2026-04-01"

@@ -32,9 +32,10 @@ import pyarrow as pa
 if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets.cbf import CbfFile, cbf_hour_path, cbf_rows, load_cbf_file, write_cbf_csv  # noqa: E402
+from assets.cbf_rows import cbf_rows
 from benchmarks import publish  # noqa: E402
 from benchmarks.machine import cores_busy, describe_machine, sample_cpu  # noqa: E402
+from resources.cbf import CbfFile, cbf_hour_path, load_cbf_file, write_cbf_csv
 from resources.cloudzero import CloudZeroResource  # noqa: E402
 from resources.cloudzero_api import AnyCostTransport  # noqa: E402
 from resources.cloudzero_bodies import dumps, pack_bodies  # noqa: E402

@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.attribution import load_mapping
+from resources.attribution import load_mapping
 
 _COLUMNS = {
     "request_id": "VARCHAR",
@@ -141,11 +141,11 @@ def landing_files(data_dir: Path) -> list[str]:
 def run_baseline(data_dir: Path, mapping_file: Path) -> tuple[float, pa.Table]:
     """Seconds of the query (connection included) and its result."""
     started = time.perf_counter()
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    con.register("mapping", load_mapping(mapping_file))
-    params = {"files": landing_files(data_dir), "columns": _COLUMNS}
-    result = con.sql(SQL, params=params).to_arrow_table()
+    with duckdb.connect(":memory:") as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("mapping", load_mapping(mapping_file))
+        params = {"files": landing_files(data_dir), "columns": _COLUMNS}
+        result = con.sql(SQL, params=params).to_arrow_table()
     return time.perf_counter() - started, result
 
 

@@ -34,8 +34,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets.cbf import cbf_hour_path  # noqa: E402
-from assets.duck import connect  # noqa: E402
 from benchmarks import publish  # noqa: E402
 from benchmarks.machine import describe_machine  # noqa: E402
 from benchmarks.pipeline_run import (  # noqa: E402
@@ -46,6 +44,8 @@ from benchmarks.pipeline_run import (  # noqa: E402
     work_dir,
 )
 from benchmarks.spend_data import Landed, land_month  # noqa: E402
+from resources.cbf import cbf_hour_path
+from resources.duck import connection  # noqa: E402
 
 MONTH_START = datetime(2026, 4, 1, tzinfo=timezone.utc)
 HOURS = 720
@@ -86,14 +86,11 @@ def landed_month(data_dir: Path, events_per_hour: int) -> Landed:
 
 def verify(data_dir: Path, landed: Landed) -> None:
     """Every request of the month is one spend_events row, and every hour has a CBF file."""
-    events = (
-        connect()
-        .sql(
+    with connection() as con:
+        (events,) = con.sql(
             "SELECT count(*) FROM read_parquet($files)",
             params={"files": str(data_dir / "lake" / "spend_events" / "*" / "*" / "*.parquet")},
-        )
-        .fetchall()[0][0]
-    )
+        ).fetchone()
     hours = [MONTH_START + timedelta(hours=i) for i in range(HOURS)]
     missing = [h for h in hours if not cbf_hour_path(data_dir, h).exists()]
     if events != landed.requests or missing:

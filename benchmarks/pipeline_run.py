@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from assets.partitions import partition_key
 from benchmarks import REPO_ROOT
 from demo.traffic import MAPPING_YAML
 from pipelines.jobs import partition_range_tags
-from pipelines.partitions import partition_key
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer

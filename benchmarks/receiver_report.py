@@ -7,13 +7,10 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from benchmarks.load import PhaseResult
 from benchmarks.machine import CoresBusy
-
-if TYPE_CHECKING:  # the benchmark module imports this one
-    from benchmarks.receiver_throughput import BenchmarkBodies
+from benchmarks.receiver_bodies import BenchmarkBodies
 
 TARGET_EVENTS_PER_SECOND = 6_000
 

@@ -17,19 +17,14 @@ the receiver acknowledged (fsync is on, the data dir is on the checkout's disk b
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import shlex
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
@@ -39,77 +34,15 @@ from benchmarks import REPO_ROOT, publish  # noqa: E402
 from benchmarks.baseline_server import BaselineProcess  # noqa: E402
 from benchmarks.load import KeepAliveClient, PhaseResult, Target, run_phase  # noqa: E402
 from benchmarks.machine import CoresBusy, cores_busy, describe_machine, in_memory, sample_cpu  # noqa: E402
+from benchmarks.receiver_bodies import BenchmarkBodies, build_bodies, last_full_hour, load_templates  # noqa: E402
 from benchmarks.receiver_report import ServerRun, commit_summary, render_report  # noqa: E402
 from receiver.app import CALLBACK_PATH  # noqa: E402
 from resources.landing import LandingZone  # noqa: E402
 from tests.receiving import ReceiverProcess  # noqa: E402
-from tests.samples import LITELLM_FIXTURES  # noqa: E402
 
-TEMPLATE_FILE = LITELLM_FIXTURES / "generic_api_json_array_batch.json"
-BODY_SEED = 20261123  # fixed, so every run posts the same bytes
 JSON_HEADERS = {"Content-Type": "application/json"}
 SERVER_STACK = {"server stack": ("uvicorn", "uvloop", "httptools")}
 CODE_UNDER_TEST = ("receiver", "resources")
-
-
-# --- request bodies -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BenchmarkBodies:
-    """Pre-serialised ``json_array`` bodies and what the landing zone should hold of them."""
-
-    bodies: list[bytes]
-    events_per_body: int
-    call_ids: frozenset[str]
-    hour: datetime
-
-    @property
-    def mean_body_bytes(self) -> float:
-        return statistics.fmean(map(len, self.bodies))
-
-
-def load_templates(path: Path = TEMPLATE_FILE) -> list[dict]:
-    """The captured StandardLoggingPayloads the benchmark events are copies of."""
-    return json.loads(path.read_text())
-
-
-def last_full_hour(now: datetime) -> datetime:
-    """The UTC hour before the current one: recent, closed, and fixed for the whole run."""
-    hour = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    return hour - timedelta(hours=1)
-
-
-def real_shaped_event(
-    template: dict, body_index: int, position: int, hour: datetime, rng: random.Random
-) -> dict:
-    """A copy of a captured payload with its own ids and a start time inside ``hour``."""
-    start = hour.timestamp() + rng.uniform(0, 3590)  # leaves room for the captured duration
-    shift = start - template["startTime"]
-    event = dict(template)  # only top-level keys change, so a shallow copy is enough
-    event["id"] = f"chatcmpl-bench-{body_index:03d}-{position:05d}"
-    event["litellm_call_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    for key in ("startTime", "endTime", "completionStartTime"):
-        if isinstance(template.get(key), int | float):
-            event[key] = template[key] + shift
-    return event
-
-
-def build_bodies(
-    templates: Sequence[dict], body_count: int, batch_size: int, hour: datetime
-) -> BenchmarkBodies:
-    """``body_count`` distinct bodies of ``batch_size`` events, serialised as LiteLLM does."""
-    rng = random.Random(BODY_SEED)
-    bodies, call_ids = [], set()
-    for body_index in range(body_count):
-        events = [
-            real_shaped_event(templates[i % len(templates)], body_index, i, hour, rng)
-            for i in range(batch_size)
-        ]
-        call_ids.update(e["litellm_call_id"] for e in events)
-        # json.dumps' default separators are what LiteLLM's generic_api logger sends.
-        bodies.append(json.dumps(events).encode())
-    return BenchmarkBodies(bodies, batch_size, frozenset(call_ids), hour)
 
 
 # --- landing verification -------------------------------------------------------------

@@ -62,9 +62,9 @@ def run_range(first: datetime, last: datetime) -> None:
     """One run of each job over the whole range, on Dagster's local instance."""
     import dagster as dg
 
+    from assets.partitions import partition_key
     from pipelines.definitions import defs
     from pipelines.jobs import partition_range_tags
-    from pipelines.partitions import partition_key
 
     instance = dg.DagsterInstance.get()
     tags = partition_range_tags(partition_key(first), partition_key(last))
@@ -77,31 +77,31 @@ def run_range(first: datetime, last: datetime) -> None:
 
 
 def print_summary(data_dir: Path, first: datetime, end: datetime) -> None:
-    from assets.duck import connect
+    from resources.duck import connection
 
-    con = connect()
     lake = data_dir / "lake"
-    for asset, keys in (
-        ("spend_by_department", "department"),
-        ("spend_by_team", "department, team"),
-        ("spend_by_agent", "department, team, agent"),
-    ):
-        print(
-            f"\nCost by {keys.split(', ')[-1]} ({first:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00} UTC)"
-        )
-        rows = con.execute(
-            f"""
-            SELECT {keys}, sum(cost) AS cost, sum(requests) AS requests
-            FROM read_parquet(?, hive_partitioning = true)
-            WHERE usage_hour >= ? AND usage_hour < ?
-            GROUP BY ALL ORDER BY cost DESC
-            """,
-            [str(lake / asset / "*" / "*" / "*.parquet"), first, end],
-        ).fetchall()
-        labels = [" / ".join(names) for *names, _, _ in rows]
-        width = max(map(len, labels), default=0)
-        for label, (*_, cost, requests) in zip(labels, rows, strict=True):
-            print(f"  {label:<{width}}  ${cost:>12.6f}  {requests:>7} requests")
+    with connection() as con:
+        for asset, keys in (
+            ("spend_by_department", "department"),
+            ("spend_by_team", "department, team"),
+            ("spend_by_agent", "department, team, agent"),
+        ):
+            print(
+                f"\nCost by {keys.split(', ')[-1]} ({first:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00} UTC)"
+            )
+            rows = con.execute(
+                f"""
+                SELECT {keys}, sum(cost) AS cost, sum(requests) AS requests
+                FROM read_parquet(?, hive_partitioning = true)
+                WHERE usage_hour >= ? AND usage_hour < ?
+                GROUP BY ALL ORDER BY cost DESC
+                """,
+                [str(lake / asset / "*" / "*" / "*.parquet"), first, end],
+            ).fetchall()
+            labels = [" / ".join(names) for *names, _, _ in rows]
+            width = max(map(len, labels), default=0)
+            for label, (*_, cost, requests) in zip(labels, rows, strict=True):
+                print(f"  {label:<{width}}  ${cost:>12.6f}  {requests:>7} requests")
     print(
         f"""
 Parquet lake:      {lake.resolve()}/<asset>/date=YYYY-MM-DD/hour=HH/part-0.parquet

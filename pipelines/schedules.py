@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from assets.partitions import partition_key
 from pipelines.jobs import hourly_spend_job, partition_range_tags
-from pipelines.partitions import partition_key
 
 DEFAULT_LOOKBACK_HOURS = 3
 

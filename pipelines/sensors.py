@@ -26,10 +26,10 @@ from typing import TypeVar
 
 import dagster as dg
 
-from assets.cbf import cbf_hour_path, format_hour, load_cbf_file
+from assets.partitions import partition_hour, partition_key
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job, partition_range_tags
-from pipelines.partitions import partition_hour, partition_key
 from pipelines.schedules import lookback_hours, lookback_window
+from resources.cbf import cbf_hour_path, format_hour, load_cbf_file
 from resources.cloudzero import CloudZeroResource
 from resources.cloudzero_receipts import Action, plan_action
 from resources.lake import LakeResource

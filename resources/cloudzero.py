@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import dagster as dg
 
-from assets.cbf import CbfFile, format_cost, format_hour
+from resources.cbf import CbfFile, format_cost, format_hour
 from resources.cloudzero_api import (
     AnyCostSender,
     AnyCostTransport,

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from assets.cbf import CBF_COLUMNS, SERVICE, USAGE_UNITS, cost_total, format_hour
+from resources.cbf import CBF_COLUMNS, SERVICE, USAGE_UNITS, cost_total, format_hour
 
 MAX_BODY_BYTES = 5_000_000  # CloudZero's limit on an uncompressed request body
 BODY_SAFETY_MARGIN = 250_000  # headroom for any difference in how the server counts

@@ -24,7 +24,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from assets.cbf import format_hour
+from resources.cbf import format_hour
 from resources.lake import atomic_write, hive_dir
 
 RECEIPTS_DIR = Path("cloudzero") / "receipts"

@@ -11,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.cbf import cost_total, format_cost, format_hour
+from resources.cbf import cost_total, format_cost, format_hour
 from resources.cloudzero_bodies import EMPTY_HOUR_RESOURCE_ID, Body
 
 LIVE, DRY_RUN = "live", "dry_run"

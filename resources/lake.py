@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -138,6 +139,12 @@ class ParquetScan:
     @property
     def num_columns(self) -> int:
         return len(self.schema)
+
+    def create_view(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        if self.files:
+            con.read_parquet([str(f) for f in self.files]).create_view(name, replace=True)
+        else:
+            con.register(name, self.schema.empty_table())
 
 
 class LakeResource(dg.ConfigurableResource):

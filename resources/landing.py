@@ -33,6 +33,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from resources.duck import connection
 from resources.lake import atomic_write, hive_dir
 
 # The attribution headers a landed line can carry (the reader's schema). A deployment may
@@ -382,6 +383,12 @@ class LandedFiles:
             "hive_partitioning = false)"
         )
 
+    def create_view(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        if self.files:
+            con.sql(f"SELECT * FROM {self.sql()}").create_view(name, replace=True)
+        else:
+            con.register(name, LANDING_SCHEMA.empty_table())
+
 
 @dataclass
 class LandingRead:
@@ -564,16 +571,17 @@ def _ends_with_newline(path: Path) -> bool:
 @functools.cache
 def _duckdb_columns() -> dict[str, str]:
     """``LANDING_SCHEMA`` in DuckDB's type names, for ``read_json(columns=...)``."""
-    con = duckdb.connect(":memory:")
-    con.register("landing", LANDING_SCHEMA.empty_table())
-    return {name: kind for name, kind, *_ in con.sql("DESCRIBE landing").fetchall()}
+    with connection() as con:
+        con.register("landing", LANDING_SCHEMA.empty_table())
+        return {name: kind for name, kind, *_ in con.sql("DESCRIBE landing").fetchall()}
 
 
 def _read_whole_files(files: Sequence[Path]) -> pa.Table:
     if not files:
         return LANDING_SCHEMA.empty_table()
-    relation = duckdb.connect(":memory:").sql(f"SELECT * FROM {LandedFiles(tuple(files)).sql()}")
-    return relation.to_arrow_table().cast(LANDING_SCHEMA)
+    with connection() as con:
+        table = con.sql(f"SELECT * FROM {LandedFiles(tuple(files)).sql()}").to_arrow_table()
+    return table.cast(LANDING_SCHEMA)
 
 
 def quarantine_entry(payload: Any, index: int, reason: str, received_at: float) -> dict[str, Any]:

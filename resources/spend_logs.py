@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from assets.duck import connect, query_arrow
-from assets.schemas import RAW_SPEND_SCHEMA
-
-UTC_US = pa.timestamp("us", tz="UTC")
+from resources.duck import query_arrow
+from resources.raw_spend import RAW_SPEND_SCHEMA, UTC_TS
 
 SPEND_LOG_SCHEMA = pa.schema(
     [
@@ -22,8 +20,8 @@ SPEND_LOG_SCHEMA = pa.schema(
         ("litellm_call_id", pa.string()),
         ("call_type", pa.string()),
         ("status", pa.string()),
-        ("start_time", UTC_US),  # "startTime": timestamp(3) without time zone, in UTC
-        ("end_time", UTC_US),
+        ("start_time", UTC_TS),  # "startTime": timestamp(3) without time zone, in UTC
+        ("end_time", UTC_TS),
         ("model", pa.string()),
         ("model_group", pa.string()),
         ("custom_llm_provider", pa.string()),
@@ -75,4 +73,4 @@ FROM logs
 
 def raw_spend_from_logs(logs: pa.Table) -> pa.Table:
     """``SPEND_LOG_SCHEMA`` rows → ``RAW_SPEND_SCHEMA`` rows (spend logs carry no headers)."""
-    return query_arrow(connect(), _RAW_SQL, RAW_SPEND_SCHEMA, logs=logs.cast(SPEND_LOG_SCHEMA))
+    return query_arrow(None, _RAW_SQL, RAW_SPEND_SCHEMA, logs=logs.cast(SPEND_LOG_SCHEMA))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from assets.cbf import (
+from resources.cbf import (
     CBF_COLUMNS,
     CBF_SCHEMA,
     CbfFile,

@@ -5,7 +5,7 @@ import os
 import pytest
 
 # The sample hours are in 2026; partitions start on 1 January of the current year unless
-# told otherwise, and are fixed when pipelines.partitions is first imported.
+# told otherwise, and are fixed when assets.partitions is first imported.
 os.environ.setdefault("SPEND_START_DATE", "2026-01-01")
 
 from tests.postgres import PostgresServer

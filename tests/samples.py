@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from assets.schemas import RAW_SPEND_SCHEMA
+from resources.raw_spend import RAW_SPEND_SCHEMA
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LITELLM_FIXTURES = FIXTURES / "litellm"

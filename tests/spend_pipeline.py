@@ -8,12 +8,12 @@ import dagster as dg
 import pytest
 
 from assets.billing import cloudzero_cbf_is_valid
-from assets.cbf import cbf_hour_path, load_cbf_file
+from assets.partitions import partition_key
 from demo.traffic import MAPPING_YAML, generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, JOBS, resources_from_env
 from pipelines.jobs import partition_range_tags
-from pipelines.partitions import partition_key
 from pipelines.sensors import cloudzero_cbf_sensor, late_landing_sensor
+from resources.cbf import cbf_hour_path, load_cbf_file
 from resources.cloudzero import CloudZeroResource
 from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost
 from tests.samples import HOUR0

@@ -2,9 +2,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 from assets.aggregates import aggregate_spend
-from assets.attribution import load_mapping
 from assets.events import build_spend_events
 from assets.schemas import AGGREGATE_DIMENSIONS, aggregate_schema
+from resources.attribution import load_mapping
 from tests.samples import EMPTY, HOUR0, raw_row, raw_table
 
 H1 = HOUR0 + timedelta(hours=1)

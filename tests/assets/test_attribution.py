@@ -1,7 +1,7 @@
 import pytest
 
-from assets.attribution import MappingFileError, load_mapping
 from assets.events import build_spend_events
+from resources.attribution import MappingFileError, load_mapping
 from tests.samples import EMPTY, raw_row, raw_table
 
 MAPPING = """

@@ -7,10 +7,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from assets.cbf import (
+from assets.cbf_rows import cbf_rows
+from assets.schemas import aggregate_schema
+from resources.cbf import (
     CBF_COLUMNS,
     cbf_hour_path,
-    cbf_rows,
     format_cost,
     format_hour,
     read_cbf_csv,
@@ -18,7 +19,6 @@ from assets.cbf import (
     tag_value,
     write_cbf_csv,
 )
-from assets.schemas import aggregate_schema
 
 H0 = datetime(2025, 3, 1, 10, tzinfo=timezone.utc)
 H1 = H0 + timedelta(hours=1)

@@ -9,7 +9,6 @@ import pyarrow.compute as pc
 import pytest
 
 from assets.aggregates import aggregate_spend
-from assets.attribution import load_mapping
 from assets.billing import reconcile
 from assets.checks import (
     Outcome,
@@ -31,6 +30,7 @@ from assets.quality_checks import (
     zero_cost_outcome,
 )
 from assets.schemas import AGGREGATE_DIMENSIONS, SPEND_EVENTS_SCHEMA, aggregate_schema
+from resources.attribution import load_mapping
 from tests.samples import EMPTY, HOUR0, raw_row, raw_table
 
 H1 = HOUR0 + timedelta(hours=1)

@@ -2,9 +2,9 @@ from decimal import Decimal
 
 import pyarrow.compute as pc
 
-from assets.attribution import load_mapping
 from assets.events import build_spend_events
 from assets.schemas import SPEND_EVENTS_SCHEMA
+from resources.attribution import load_mapping
 from tests.samples import EMPTY, raw_row, raw_table
 
 MAPPING = load_mapping(None)

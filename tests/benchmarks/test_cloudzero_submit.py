@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from assets.cbf import cbf_rows
+from assets.cbf_rows import cbf_rows
 from benchmarks.cloudzero_submit import (
     MONTH_BYTE_LIMIT,
     MONTH_START,

@@ -16,11 +16,11 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from assets.cbf import CBF_COLUMNS, cbf_hour_path, read_cbf_csv, write_cbf_csv
 from benchmarks.busy_hour import HOUR, main, verify
 from benchmarks.month_backfill import HOURS, MONTH_START, landed_month, slice_hours
 from benchmarks.pipeline_run import tree_rss_mib
 from benchmarks.spend_data import copy_hour_shifted, land_hour, land_month
+from resources.cbf import CBF_COLUMNS, cbf_hour_path, read_cbf_csv, write_cbf_csv
 from resources.landing import LandingZone
 
 H0 = datetime(2026, 4, 1, tzinfo=timezone.utc)

@@ -6,15 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from benchmarks.receiver_bodies import BenchmarkBodies, build_bodies, last_full_hour, load_templates
 from benchmarks.receiver_report import commit_summary
-from benchmarks.receiver_throughput import (
-    BenchmarkBodies,
-    LandingMismatch,
-    build_bodies,
-    last_full_hour,
-    load_templates,
-    verify_landing,
-)
+from benchmarks.receiver_throughput import LandingMismatch, verify_landing
 from resources.landing import LandingZone
 
 HOUR = datetime(2026, 11, 23, 17, tzinfo=timezone.utc)

@@ -32,19 +32,20 @@ from dagster._core.test_utils import freeze_time
 import assets.aggregates
 import assets.events
 from assets.billing import cloudzero_cbf
-from assets.cbf import cbf_hour_path, format_hour, load_cbf_file
+from assets.partitions import partition_key
 from assets.quality_checks import (
     DIVERGENCE_SHARE_ENV,
     UNATTRIBUTED_SHARE_ENV,
 )
-from assets.schemas import AGGREGATE_DIMENSIONS, UTC_TS
+from assets.schemas import AGGREGATE_DIMENSIONS
 from demo.traffic import MAPPING_YAML, Traffic, generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, CHECKS, JOBS, resources_from_env
 from pipelines.jobs import partition_range_tags
-from pipelines.partitions import partition_key
 from pipelines.sensors import cloudzero_cbf_sensor
+from resources.cbf import cbf_hour_path, format_hour, load_cbf_file
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource
+from resources.raw_spend import UTC_TS
 from tests.cbf_rows import ledger_differences
 from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost
 from tests.fake_litellm import MASTER_KEY, FakeLiteLLM

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.partitions import partition_key
+from assets.partitions import partition_key
 from tests.cbf_rows import hour_rows, ledger_differences, write_cbf_files
 from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost, Fault
 from tests.samples import HOUR0

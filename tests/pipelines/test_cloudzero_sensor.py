@@ -10,8 +10,8 @@ import shutil
 import dagster as dg
 import pytest
 
+from assets.partitions import partition_key
 from demo.traffic import generate_traffic, land_traffic
-from pipelines.partitions import partition_key
 from pipelines.sensors import (
     CHANGE_TAG,
     HourChange,

@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.partitions import hourly_partitions, spend_start_date
 from pipelines import definitions
-from pipelines.partitions import hourly_partitions, spend_start_date
 from pipelines.schedules import hourly_spend_schedule, lookback_hours, lookback_window
 from tests import samples
 

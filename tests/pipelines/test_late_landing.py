@@ -6,8 +6,8 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 
+from assets.partitions import partition_key
 from demo.traffic import generate_traffic, land_traffic
-from pipelines.partitions import partition_key
 from pipelines.sensors import late_hour_requests, late_landing_sensor
 from resources.landing import LandingZone
 from tests.cbf_rows import ledger_differences

@@ -14,12 +14,12 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from assets.cbf import cbf_hour_path
+from assets.partitions import partition_key
 from demo.traffic import generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, JOBS, resources_from_env
-from pipelines.partitions import partition_key
 from pipelines.schedules import hourly_spend_schedule
 from pipelines.sensors import cloudzero_cbf_sensor
+from resources.cbf import cbf_hour_path
 from tests.samples import HOUR0
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

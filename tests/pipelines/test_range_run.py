@@ -9,12 +9,12 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from assets.cbf import cbf_hour_path, read_cbf_csv
+from assets.partitions import partition_key
 from demo.traffic import SECRET_MARKERS
 from pipelines.definitions import ASSETS, JOBS
 from pipelines.jobs import partition_range_tags
-from pipelines.partitions import partition_key
 from resources.attribution import AttributionMappingResource
+from resources.cbf import cbf_hour_path, read_cbf_csv
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource
 from resources.landing import LandingZone, LandingZoneResource

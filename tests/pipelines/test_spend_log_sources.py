@@ -26,10 +26,10 @@ import psycopg2.errors
 import pyarrow.parquet as pq
 import pytest
 
+from assets.partitions import partition_key
 from demo.traffic import MAPPING_YAML, Traffic, generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, resources_from_env
 from pipelines.jobs import partition_range_tags
-from pipelines.partitions import partition_key
 from resources.litellm import BOTH_CONFIGURED
 from resources.litellm_db import (
     SPEND_LOGS_SQL,

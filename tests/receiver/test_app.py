@@ -11,10 +11,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from assets.attribution import load_mapping
 from assets.events import build_spend_events
 from assets.ingest import webhook_events_table
 from receiver.cli import DEFAULT_PORT
+from resources.attribution import load_mapping
 from resources.landing import LandingZone, event_hour, landing_record
 from tests.receiving import SPEND_RECEIVER, TOKENS, ReceiverProcess
 from tests.samples import EMPTY, LITELLM_FIXTURES, captured_payloads

@@ -29,9 +29,9 @@ import pytest
 
 from assets.events import spend_events
 from assets.ingest import litellm_spend_logs, litellm_webhook_events
+from assets.partitions import partition_key
 from pipelines.definitions import resources_from_env
 from pipelines.jobs import partition_range_tags
-from pipelines.partitions import partition_key
 from resources.lake import LakeResource, hours_between
 from resources.landing import LandingRead, LandingZone
 from tests.litellm_proxy import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assets.cbf import format_hour
+from resources.cbf import format_hour
 from resources.cloudzero import (
     REASON_DRY_RUN_SET,
     REASON_LIVE,

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from assets.cbf import format_hour
+from resources.cbf import format_hour
 from resources.cloudzero_bodies import (
     DEFAULT_MAX_BODY_BYTES,
     EMPTY_HOUR_RESOURCE_ID,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from assets.cbf import cost_total, format_hour
+from resources.cbf import cost_total, format_hour
 from resources.cloudzero import CloudZeroResource
 from resources.cloudzero_report import MonthUsage
 from tests.cbf_rows import ledger_differences, row, write_cbf_files

@@ -4,8 +4,8 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from assets.schemas import RAW_SPEND_SCHEMA
 from resources.litellm import LiteLLMSpendLogsResource
+from resources.raw_spend import RAW_SPEND_SCHEMA
 from tests.fake_litellm import MASTER_KEY, FakeLiteLLM, spend_log_row
 
 START = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)

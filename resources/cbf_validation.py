@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from assets.cbf import CONTROL_CHARACTERS, MAX_TAG_VALUE, format_hour
+from resources.cbf import CONTROL_CHARACTERS, MAX_TAG_VALUE, format_hour
 
 REQUIRED_COLUMNS = (
     "time/usage_start",

@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assets.cbf import MAX_TAG_VALUE, cbf_rows, format_hour, tag_value
-from assets.cbf_validation import hour_problems, tag_conflicts, validate_cbf_hours
+from assets.cbf_rows import cbf_rows
+from resources.cbf import MAX_TAG_VALUE, format_hour, tag_value
+from resources.cbf_validation import hour_problems, tag_conflicts, validate_cbf_hours
 from tests.assets.test_cbf import spend_table
 from tests.cbf_rows import row
 

@@ -1,7 +1,8 @@
-"""CloudZero Billing Format (CBF) rows: the one owner of how spend becomes CBF text.
+"""CloudZero Billing Format (CBF): CloudZero's wire format, the one owner of CBF text.
 
-Pure functions, no Dagster: ``spend_by_agent`` (Arrow) in, string-only CBF rows (Arrow) out,
-plus the per-hour ``cbf.csv`` writer and reader.
+Pure functions, no Dagster: columns, how a cost, an hour, a tag value and a resource id are
+written, and the per-hour ``cbf.csv`` writer and reader. ``assets.cbf_rows`` turns spend into
+rows of this format; the CloudZero resource packs and sends them.
 
 Choices that other code and CloudZero rely on:
 
@@ -20,8 +21,7 @@ Choices that other code and CloudZero rely on:
   so we stay conservative: control characters (including CR, LF, TAB) become spaces,
   runs of whitespace collapse to one space, ends are trimmed, values are cut to 256
   characters (the common cloud tag-value limit), and an empty or missing value becomes
-  ``unattributed``. Rows whose cleaned values coincide are summed into one row, so the
-  output has exactly one row per (hour, ``resource/id``).
+  ``unattributed``.
 """
 
 from __future__ import annotations
@@ -67,11 +67,10 @@ MAX_TAG_VALUE = 256
 COST_SCALE = 18
 CBF_FILE = "cbf.csv"
 
-_SPEND_COLUMNS = ("usage_hour", "department", "team", "agent", "cost", "total_tokens", "requests")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WHITESPACE = re.compile(r"\s+")
-# Wide enough for 38 integer digits plus 18 fractional ones and sums of many such values.
-_EXACT = decimal.Context(
+# Exact decimal arithmetic for money. Wide enough for 38 integer digits plus 18 fractional ones and sums of many such values.
+EXACT = decimal.Context(
     prec=100, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation]
 )
 _QUANTUM = Decimal(1).scaleb(-COST_SCALE)
@@ -89,10 +88,10 @@ def format_cost(value: Decimal | int) -> str:
     if not value.is_finite():
         raise ValueError(f"cost is not a finite number: {value}")
     if value.as_tuple().exponent < -COST_SCALE:  # type: ignore[operator]
-        value = value.quantize(_QUANTUM, context=_EXACT)
+        value = value.quantize(_QUANTUM, context=EXACT)
     if value.is_zero():
         return "0"
-    return format(value.normalize(context=_EXACT), "f")
+    return format(value.normalize(context=EXACT), "f")
 
 
 def format_hour(hour: datetime) -> str:
@@ -123,65 +122,6 @@ def resource_id(department: str, team: str, agent: str) -> str:
     """``litellm/<department>/<team>/<agent>``, each part percent-encoded (collision-free)."""
     parts = (quote(str(part), safe="") for part in (department, team, agent))
     return "/".join((RESOURCE_PREFIX, *parts))
-
-
-def _description(requests: int) -> str:
-    return f"LiteLLM spend: {requests} request{'' if requests == 1 else 's'}"
-
-
-def cbf_rows(spend_by_agent: pa.Table) -> pa.Table:
-    """One CBF row per (hour, resource) of a ``spend_by_agent`` table, all values strings.
-
-    Cost, tokens and requests are summed per (hour, cleaned department/team/agent);
-    rows with zero cost are kept (they are real usage). Sorted by hour, then resource id.
-    """
-    missing = [c for c in _SPEND_COLUMNS if c not in spend_by_agent.column_names]
-    if missing:
-        raise ValueError(f"spend_by_agent table lacks column(s) {', '.join(missing)}")
-    columns = {c: spend_by_agent[c].to_pylist() for c in _SPEND_COLUMNS}
-    totals: dict[tuple[str, str], list] = {}
-    tags: dict[str, tuple[str, str, str]] = {}
-    for i in range(spend_by_agent.num_rows):
-        hour = columns["usage_hour"][i]
-        if hour is None:
-            raise ValueError(f"spend_by_agent row {i} has no usage_hour")
-        triple = (
-            tag_value(columns["department"][i]),
-            tag_value(columns["team"][i]),
-            tag_value(columns["agent"][i]),
-        )
-        rid = resource_id(*triple)
-        tags[rid] = triple
-        cost = columns["cost"][i]
-        if isinstance(cost, float):
-            raise TypeError("spend_by_agent.cost must be DECIMAL, not float")
-        acc = totals.setdefault((format_hour(hour), rid), [Decimal(0), 0, 0])
-        acc[0] = _EXACT.add(acc[0], Decimal(cost or 0))
-        acc[1] += columns["total_tokens"][i] or 0
-        acc[2] += columns["requests"][i] or 0
-
-    rows = []
-    for (hour_text, rid), (cost, tokens, requests) in sorted(totals.items()):
-        department, team, agent = tags[rid]
-        rows.append(
-            (
-                hour_text,
-                LINEITEM_TYPE,
-                _description(requests),
-                SERVICE,
-                rid,
-                str(tokens),
-                USAGE_UNITS,
-                format_cost(cost),
-                department,
-                team,
-                agent,
-            )
-        )
-    return pa.Table.from_arrays(
-        [pa.array([r[j] for r in rows], pa.string()) for j in range(len(CBF_COLUMNS))],
-        schema=CBF_SCHEMA,
-    )
 
 
 def cbf_csv_bytes(rows: pa.Table) -> bytes:
@@ -251,5 +191,5 @@ def cost_total(rows: list[Mapping[str, str]]) -> Decimal:
     """Exact sum of ``cost/cost`` over CBF rows (dicts, as read from a file)."""
     total = Decimal(0)
     for row in rows:
-        total = _EXACT.add(total, Decimal(row["cost/cost"]))
+        total = EXACT.add(total, Decimal(row["cost/cost"]))
     return total
