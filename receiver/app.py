@@ -25,7 +25,8 @@ from receiver.auth import bearer_allowed
 from receiver.commit import GroupCommitter
 from receiver.decode import BadRequest, decode_events, gunzip
 from receiver.metrics import ReceiverMetrics
-from resources.landing import DEFAULT_HEADER_MAP, LandingZone, project_batch
+from resources.landing import LandingZone
+from resources.landing_record import DEFAULT_HEADER_MAP, project_batch
 
 log = logging.getLogger("spend_receiver")
 

@@ -29,7 +29,7 @@ from receiver.connections import (
     DEFAULT_MAX_CONNECTIONS,
     header_timeout_protocol,
 )
-from resources.landing import attribution_header_map
+from resources.landing_record import attribution_header_map
 
 DEFAULT_PORT = 4012
 

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 
 from receiver.metrics import ReceiverMetrics
-from resources.landing import LandingBatch, LandingZone
+from resources.landing import LandingZone
+from resources.landing_record import LandingBatch
 
 log = logging.getLogger("spend_receiver")
 

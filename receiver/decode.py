@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from resources.landing import PAYLOAD_FIELDS, InvalidEvent, json_type
+from resources.landing_record import PAYLOAD_FIELDS, InvalidEvent, json_type
 
 
 class BadRequest(Exception):

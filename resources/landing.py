@@ -1,15 +1,10 @@
-"""The webhook landing zone: the one owner of its NDJSON format (writer and reader).
-
-A landed line is an allow-listed projection of one LiteLLM StandardLoggingPayload: ids,
-times, model, cost, tokens, status, team/key aliases, request tags and the attribution
-headers. Prompts, completions, API keys, key hashes, tracking headers and error texts are
-never copied, because only the fields named here are. Costs are kept as the shortest
-round-trip decimal string of LiteLLM's float (Python ``repr``) so sums can be exact.
+"""The webhook landing zone: where landed lines are written and how they are read back.
 
 Files: ``<data_dir>/landing/litellm_webhook/date=YYYY-MM-DD/hour=HH/<writer-id>-<seq>.ndjson``,
 filed by the event's own hour (``startTime``, UTC), not the arrival hour, so late events
 reach their hour. A writer publishes each file whole (temp file, fsync, rename); the
 reader still ignores a torn last line so that a future appending writer cannot break it.
+What a line holds is ``resources.landing_record``'s.
 """
 
 from __future__ import annotations
@@ -17,7 +12,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import math
 import os
 import re
 import threading
@@ -35,325 +29,14 @@ import pyarrow.json as pa_json
 
 from resources.duck import connection
 from resources.lake import atomic_write, hive_dir
+from resources.landing_record import LANDING_SCHEMA, LandingBatch, project_batch
 
-# The attribution headers a landed line can carry (the reader's schema). A deployment may
-# fill one from a differently named request header: see ``attribution_header_map``.
-DEFAULT_ATTRIBUTION_HEADERS = ("x-department", "x-team", "x-agent", "x-litellm-tags")
-MAX_HEADER_VALUE = 256
-# Header names that carry credentials or tracking tokens are never kept, whatever the config.
-_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api[-_]?key", re.I)
 # A landed line of real LiteLLM traffic is about 800 bytes (787 on the sample traffic):
 # readers size their chunks of hours with it.
 LANDED_LINE_BYTES = 800
 LANDING_DIR = Path("landing") / "litellm_webhook"
 QUARANTINE_DIR = Path("landing") / "_quarantine"
 _WRITER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-# The explicit read schema of a landed line (and the allow-list of what is written).
-HEADERS_TYPE = pa.struct([(name, pa.string()) for name in DEFAULT_ATTRIBUTION_HEADERS])
-LANDING_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("litellm_call_id", pa.string()),
-        ("call_type", pa.string()),
-        ("status", pa.string()),
-        ("start_time", pa.float64()),
-        ("end_time", pa.float64()),
-        ("model", pa.string()),
-        ("model_group", pa.string()),
-        ("custom_llm_provider", pa.string()),
-        ("response_cost", pa.string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("total_tokens", pa.int64()),
-        ("cache_hit", pa.bool_()),
-        ("request_tags", pa.list_(pa.string())),
-        ("team_id", pa.string()),
-        ("team_alias", pa.string()),
-        ("key_alias", pa.string()),
-        ("user_id", pa.string()),
-        ("headers", HEADERS_TYPE),
-        ("error_class", pa.string()),
-        ("received_at", pa.float64()),
-    ]
-)
-
-
-class InvalidEvent(ValueError):
-    """An event that cannot be landed; the message is the quarantine reason."""
-
-
-def landable_text(value: str) -> bool:
-    """The one rule for what text the landing keeps: Unicode that UTF-8 can encode, i.e.
-    no lone surrogate (a JSON ``"\\ud800"`` escape, or a byte the decoder could not read as
-    UTF-8). The landing's readers (pyarrow, DuckDB) take exactly such text back."""
-    return value.isascii() or _SURROGATE.search(value) is None
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _text(value: Any, name: str) -> str | None:
-    """A text field; a number is taken as its text, an object or list is refused (it could
-    carry content, and its repr is no id or name). Reasons name the field and the JSON
-    type, never the value: a wrong-typed field may hold a secret."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if not landable_text(value):
-            raise InvalidEvent(
-                f"{name} is not valid Unicode text (invalid UTF-8 or a lone surrogate)"
-            )
-        return value
-    if isinstance(value, int) and value.bit_length() > 64:
-        raise InvalidEvent(f"{name} is an integer wider than 64 bits, not text")
-    if isinstance(value, int | float):  # bool included
-        return str(value)
-    raise InvalidEvent(f"{name} is a JSON {json_type(value)}, not text")
-
-
-def json_type(value: Any) -> str:
-    """The JSON type of a decoded value, for a reason that must not quote the value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-# Epoch seconds LiteLLM could plausibly send. Outside it an event has no usable hour
-# (a millisecond epoch lands here too), so it is quarantined instead of filed in year 5138.
-EPOCH_RANGE = (946_684_800.0, 4_102_444_800.0)  # 2000-01-01 .. 2100-01-01 UTC
-MAX_TOKENS = 2**63 - 1  # the lake's int64
-MAX_COST = 1_000_000.0  # USD for one request: above it the number is broken, not spend
-
-
-def _finite(value: Any) -> float | None:
-    """``value`` as a finite float, or None if it is not a JSON number that fits one."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer of hundreds of digits
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _epoch(payload: Mapping[str, Any], key: str, required: bool) -> float | None:
-    value = payload.get(key)
-    if value is None:
-        if required:
-            raise InvalidEvent(f"missing {key}")
-        return None
-    seconds = _finite(value)
-    if seconds is None:
-        raise InvalidEvent(f"{key} is a JSON {json_type(value)}, not a finite epoch number")
-    if not EPOCH_RANGE[0] <= seconds < EPOCH_RANGE[1]:
-        raise InvalidEvent(f"{key} is not epoch seconds between 2000 and 2100")
-    return seconds
-
-
-def _cost(value: Any) -> str:
-    if value is None:
-        return "0.0"
-    cost = _finite(value)
-    if cost is None:
-        raise InvalidEvent(f"response_cost is a JSON {json_type(value)}, not a finite number")
-    if cost < 0:
-        raise InvalidEvent("response_cost is negative")
-    if cost > MAX_COST:
-        raise InvalidEvent(f"response_cost is above {MAX_COST:.0f} USD, implausible for a request")
-    return repr(cost)
-
-
-def _tokens(payload: Mapping[str, Any], key: str) -> int:
-    value = payload.get(key)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise InvalidEvent(f"{key} is a JSON {json_type(value)}, not an integer")
-    if value < 0:
-        raise InvalidEvent(f"{key} is negative")
-    if value > MAX_TOKENS:
-        raise InvalidEvent(f"{key} is too large for int64")
-    return value
-
-
-def attribution_header_map(spec: str | Sequence[str] | None = None) -> dict[str, str]:
-    """Which request header fills each landed attribution header.
-
-    ``spec`` lists entries ``name`` (keep request header ``name``) or ``landed=source``
-    (land request header ``source`` as ``landed``), e.g. ``"x-department=x-cost-center,
-    x-team,x-agent"``. Only the four headers the pipeline reads can be landed, and a
-    header that looks like a credential is refused.
-    """
-    if spec is None:
-        return {name: name for name in DEFAULT_ATTRIBUTION_HEADERS}
-    entries = spec.split(",") if isinstance(spec, str) else list(spec)
-    mapping: dict[str, str] = {}
-    for entry in (e.strip().lower() for e in entries):
-        if not entry:
-            continue
-        landed, _, source = (part.strip() for part in entry.partition("="))
-        source = source or landed
-        if landed not in DEFAULT_ATTRIBUTION_HEADERS:
-            raise ValueError(
-                f"cannot land header {landed!r}: the pipeline reads only "
-                f"{', '.join(DEFAULT_ATTRIBUTION_HEADERS)} (use 'landed=source' to rename)"
-            )
-        if _SECRET_HEADER.search(source):
-            raise ValueError(f"refusing to land header {source!r}: it looks like a credential")
-        mapping[landed] = source
-    return mapping
-
-
-# Every top-level field of a StandardLoggingPayload that ``landing_record`` reads: a decoder
-# may skip the rest (prompts, responses, model_map_information: most of an event's bytes).
-PAYLOAD_FIELDS = (
-    "id",
-    "litellm_call_id",
-    "call_type",
-    "status",
-    "startTime",
-    "endTime",
-    "model",
-    "model_group",
-    "custom_llm_provider",
-    "response_cost",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cache_hit",
-    "request_tags",
-    "metadata",
-    "error_information",
-)
-
-
-def landing_record(
-    payload: Any,
-    received_at: float,
-    header_map: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Validate one StandardLoggingPayload and project it onto the landing allow-list."""
-    if isinstance(payload, InvalidEvent):  # a decoder already knows why it is unusable
-        raise payload
-    if not isinstance(payload, Mapping):
-        raise InvalidEvent(f"event is a JSON {json_type(payload)}, not an object")
-    request_id = _text(payload.get("id"), "id")
-    call_id = _text(payload.get("litellm_call_id"), "litellm_call_id")
-    if not request_id and not call_id:
-        raise InvalidEvent("missing id and litellm_call_id")
-    start = _epoch(payload, "startTime", required=True)
-    end = _epoch(payload, "endTime", required=False)
-    metadata = payload.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidEvent("metadata is not an object")
-    custom = metadata.get("requester_custom_headers") or {}
-    custom = {str(k).lower(): v for k, v in custom.items()} if isinstance(custom, Mapping) else {}
-    tags = payload.get("request_tags") or []
-    if not isinstance(tags, list):
-        raise InvalidEvent("request_tags is not a list")
-    error = payload.get("error_information") or {}
-    return {
-        "request_id": request_id,
-        "litellm_call_id": call_id,
-        "call_type": _text(payload.get("call_type"), "call_type"),
-        "status": _text(payload.get("status"), "status") or "success",
-        "start_time": start,
-        "end_time": end if end is not None else start,
-        "model": _text(payload.get("model"), "model"),
-        "model_group": _text(payload.get("model_group"), "model_group"),
-        "custom_llm_provider": _text(payload.get("custom_llm_provider"), "custom_llm_provider"),
-        "response_cost": _cost(payload.get("response_cost")),
-        "prompt_tokens": _tokens(payload, "prompt_tokens"),
-        "completion_tokens": _tokens(payload, "completion_tokens"),
-        "total_tokens": _tokens(payload, "total_tokens"),
-        "cache_hit": payload.get("cache_hit")
-        if isinstance(payload.get("cache_hit"), bool)
-        else None,
-        "request_tags": [_text(t, "a request tag") for t in tags if t is not None],
-        "team_id": _text(
-            metadata.get("user_api_key_team_id") or metadata.get("team_id"), "team_id"
-        ),
-        "team_alias": _text(
-            metadata.get("user_api_key_team_alias") or metadata.get("team_alias"), "team_alias"
-        ),
-        "key_alias": _text(metadata.get("user_api_key_alias"), "key_alias"),
-        "user_id": _text(metadata.get("user_api_key_user_id"), "user_id"),
-        "headers": {
-            landed: _text(custom[source], f"header {source}").strip()[:MAX_HEADER_VALUE]
-            for landed, source in (header_map or DEFAULT_HEADER_MAP).items()
-            if custom.get(source) not in (None, "")
-        },
-        "error_class": _text(error.get("error_class"), "error_class")
-        if isinstance(error, Mapping)
-        else None,
-        "received_at": received_at,
-    }
-
-
-DEFAULT_HEADER_MAP = attribution_header_map()
-
-
-def event_hour(record: Mapping[str, Any]) -> datetime:
-    """The UTC hour of ``startTime`` to the millisecond, as LiteLLM's database stores it
-    (``timestamp(3)`` rounds): 11:59:59.9996 is hour 12 in both sources."""
-    start = datetime.fromtimestamp(round(record["start_time"], 3), tz=timezone.utc)
-    return start.replace(minute=0, second=0, microsecond=0)
-
-
-@dataclass
-class LandingBatch:
-    """Validated, allow-listed records by event hour, and the rejects with their reasons."""
-
-    by_hour: dict[datetime, list[dict[str, Any]]] = field(default_factory=dict)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
-    received_at: float = 0.0
-
-    @property
-    def landed(self) -> int:
-        return sum(map(len, self.by_hour.values()))
-
-    @property
-    def quarantined(self) -> int:
-        return len(self.rejects)
-
-    @classmethod
-    def merge(cls, batches: Sequence[LandingBatch]) -> LandingBatch:
-        """One batch holding all of ``batches`` (a group commit writes it as one)."""
-        merged = cls(received_at=max((b.received_at for b in batches), default=0.0))
-        for batch in batches:
-            for hour, records in batch.by_hour.items():
-                merged.by_hour.setdefault(hour, []).extend(records)
-            merged.rejects.extend(batch.rejects)
-        return merged
-
-
-def project_batch(
-    payloads: Iterable[Any],
-    received_at: float | None = None,
-    header_map: Mapping[str, str] | None = None,
-) -> LandingBatch:
-    """Validate and project a batch; an invalid event becomes a reject, never an exception."""
-    batch = LandingBatch(received_at=time.time() if received_at is None else received_at)
-    for index, payload in enumerate(payloads):
-        try:
-            record = landing_record(payload, batch.received_at, header_map)
-        except InvalidEvent as exc:
-            batch.rejects.append(quarantine_entry(payload, index, str(exc), batch.received_at))
-            continue
-        batch.by_hour.setdefault(event_hour(record), []).append(record)
-    return batch
 
 
 @dataclass
@@ -582,18 +265,6 @@ def _read_whole_files(files: Sequence[Path]) -> pa.Table:
     with connection() as con:
         table = con.sql(f"SELECT * FROM {LandedFiles(tuple(files)).sql()}").to_arrow_table()
     return table.cast(LANDING_SCHEMA)
-
-
-def quarantine_entry(payload: Any, index: int, reason: str, received_at: float) -> dict[str, Any]:
-    """Where a rejected event was and why, with its ids only: its body may hold content."""
-    ids = {}
-    if isinstance(payload, Mapping):  # text ids only: whatever else is there may be the problem
-        ids = {
-            k: v
-            for k in ("id", "litellm_call_id")
-            if isinstance(v := payload.get(k), str) and landable_text(v)
-        }
-    return {"index": index, "reason": reason, "received_at": received_at, **ids}
 
 
 _PARSE = pa_json.ParseOptions(explicit_schema=LANDING_SCHEMA, unexpected_field_behavior="ignore")

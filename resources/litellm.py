@@ -14,7 +14,8 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from resources.litellm_api import LiteLLMApiError, fetch_spend_logs_api
+from resources.litellm_api import fetch_spend_logs_api
+from resources.litellm_api_client import LiteLLMApiError
 from resources.litellm_db import SessionLimits, SpendLogsDatabaseError, read_spend_logs
 from resources.raw_spend import RAW_SPEND_SCHEMA
 from resources.spend_logs import raw_spend_from_logs

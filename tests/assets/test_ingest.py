@@ -11,13 +11,8 @@ from assets.ingest import (
     webhook_events_table,
 )
 from resources.lake import LakeResource
-from resources.landing import (
-    LANDING_SCHEMA,
-    LandingZone,
-    LandingZoneResource,
-    event_hour,
-    landing_record,
-)
+from resources.landing import LandingZone, LandingZoneResource
+from resources.landing_record import LANDING_SCHEMA, event_hour, landing_record
 from tests.samples import EMPTY, raw_row, raw_table
 
 

@@ -15,7 +15,8 @@ from assets.events import build_spend_events
 from assets.ingest import webhook_events_table
 from receiver.cli import DEFAULT_PORT
 from resources.attribution import load_mapping
-from resources.landing import LandingZone, event_hour, landing_record
+from resources.landing import LandingZone
+from resources.landing_record import event_hour, landing_record
 from tests.receiving import SPEND_RECEIVER, TOKENS, ReceiverProcess
 from tests.samples import EMPTY, LITELLM_FIXTURES, captured_payloads
 

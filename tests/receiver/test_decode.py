@@ -5,7 +5,7 @@ import math
 import pytest
 
 from receiver.decode import BadRequest, decode_events, gunzip, split_json_array
-from resources.landing import InvalidEvent
+from resources.landing_record import InvalidEvent
 from tests.samples import LITELLM_FIXTURES
 
 

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from assets.ingest import webhook_events_table
 from receiver.decode import BadRequest, decode_events
-from resources.landing import (
+from resources.landing import LandingZone
+from resources.landing_record import (
     PAYLOAD_FIELDS,
     InvalidEvent,
-    LandingZone,
     event_hour,
     landing_record,
     project_batch,

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets.ingest import webhook_events_table
-from resources.landing import LandingZone, event_hour, landing_record
+from resources.landing import LandingZone
+from resources.landing_record import event_hour, landing_record
 from tests.hostile import any_text
 from tests.receiving import ReceiverProcess
 from tests.samples import captured_payloads

@@ -9,13 +9,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from resources.litellm_api import (
-    LiteLLMApiError,
-    RetryPolicy,
-    _api_time,
-    _windows,
-    fetch_spend_logs_api,
-)
+from resources.litellm_api import _api_time, _windows, fetch_spend_logs_api
+from resources.litellm_api_client import LiteLLMApiError, RetryPolicy
 from resources.spend_logs import SPEND_LOG_SCHEMA, raw_spend_from_logs
 from tests.fake_litellm import (
     CONTENT_MARKERS,
