@@ -35,14 +35,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from assets.schemas import AGGREGATE_DIMENSIONS  # noqa: E402
-from benchmarks import REPO_ROOT, publish  # noqa: E402
-from benchmarks.duckdb_baseline import aggregate_rows, cbf_rows, run_baseline  # noqa: E402
-from benchmarks.machine import describe_machine  # noqa: E402
-from benchmarks.pipeline_run import (  # noqa: E402
+from assets.schemas import AGGREGATE_DIMENSIONS
+from benchmarks import REPO_ROOT, machine_section, publish
+from benchmarks.duckdb_baseline import aggregate_rows, cbf_rows, run_baseline
+from benchmarks.machine import describe_machine
+from benchmarks.pipeline_run import (
     PeakSampler,
     RunMeasure,
     add_work_options,
@@ -50,7 +47,7 @@ from benchmarks.pipeline_run import (  # noqa: E402
     pipeline_environment,
     work_dir,
 )
-from benchmarks.spend_data import land_hour  # noqa: E402
+from benchmarks.spend_data import land_hour
 from resources.cbf import CBF_COLUMNS, cbf_hour_path, read_cbf_csv
 
 HOUR = datetime(2026, 4, 15, 13, tzinfo=timezone.utc)
@@ -157,8 +154,7 @@ def render(
     }
     for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {key} | {seconds:.2f} | {seconds / compute:.0%} |")
-    lines += ["", "Machine:", ""]
-    lines += [f"- {label}: {value}" for label, value in machine.items()]
+    lines += machine_section(machine)
     return "\n".join(lines) + "\n"
 
 

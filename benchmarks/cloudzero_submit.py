@@ -1,7 +1,7 @@
 """Requests, bytes and wall time of sending a month of hourly CBF to CloudZero's AnyCost API.
 
 ``--hours`` hourly CBF files from 2026-04-01 00:00 UTC (720 = all of April), one row per
-resource, are made by ``assets.cbf`` from seeded ``spend_by_agent`` tables (setup, not
+resource, are made by ``assets.cbf_rows`` from seeded ``spend_by_agent`` tables (setup, not
 measured). Each round sends them all to a fresh in-process ``FakeAnyCost`` on 127.0.0.1
 twice: **packed**, the product (``CloudZeroResource.submit``, fresh receipts), then
 **baseline**, one request per hour. A run that leaves the fake holding anything but exactly
@@ -29,19 +29,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from assets.cbf_rows import cbf_rows
-from benchmarks import publish  # noqa: E402
-from benchmarks.machine import cores_busy, describe_machine, sample_cpu  # noqa: E402
+from benchmarks import progress, publish
+from benchmarks.machine import cores_busy, describe_machine, sample_cpu
 from resources.cbf import CbfFile, cbf_hour_path, load_cbf_file, write_cbf_csv
-from resources.cloudzero import CloudZeroResource  # noqa: E402
-from resources.cloudzero_api import AnyCostTransport  # noqa: E402
-from resources.cloudzero_bodies import dumps, pack_bodies  # noqa: E402
-from resources.cloudzero_report import MONTH_BYTE_LIMIT, MONTH_ROW_LIMIT  # noqa: E402
-from tests.cbf_rows import ledger_differences  # noqa: E402
-from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost, Fault  # noqa: E402
+from resources.cloudzero import CloudZeroResource
+from resources.cloudzero_api import AnyCostTransport
+from resources.cloudzero_bodies import dumps, pack_bodies
+from resources.cloudzero_report import MONTH_BYTE_LIMIT, MONTH_ROW_LIMIT
+from tests.cbf_rows import ledger_differences
+from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost, Fault
 
 MONTH_START = datetime(2026, 4, 1, tzinfo=timezone.utc)
 ROW_SEED = 20260401
@@ -51,7 +48,7 @@ DEFAULT_LATENCY_MS = 50.0  # a modest internet round trip to api.cloudzero.com
 RUN_BUDGET_S = 900.0  # the baseline gives up past this; packed is bounded by timeouts
 PACKAGES = {"HTTP client and data": ("httpx", "pyarrow")}
 CODE_UNDER_TEST = ("resources", "assets")
-SPEND_SCHEMA = pa.schema(  # the columns of spend_by_agent that assets.cbf.cbf_rows reads
+SPEND_SCHEMA = pa.schema(  # the columns of spend_by_agent that assets.cbf_rows.cbf_rows reads
     [("usage_hour", pa.timestamp("us", tz="UTC"))]
     + [(name, pa.string()) for name in ("department", "team", "agent")]
     + [("cost", pa.decimal128(38, 18)), ("total_tokens", pa.int64()), ("requests", pa.int64())]
@@ -93,7 +90,7 @@ def spend_table(hour: datetime, triples: Sequence[tuple[str, ...]], rng: random.
 
 
 def generate_files(data_dir: Path, hours: int, resources: int, seed: int) -> dict:
-    """Each hour's ``cbf.csv`` under ``data_dir``, written by ``assets.cbf`` and read back."""
+    """Each hour's ``cbf.csv`` under ``data_dir``, written by ``resources.cbf`` and read back."""
     rng, triples, files = random.Random(seed), resource_triples(resources), {}
     for hour in month_hours(hours):
         rows = cbf_rows(spend_table(hour, triples, rng))
@@ -300,7 +297,7 @@ def render_report(
         f"- {options.hours:,} hours from {MONTH_START:%Y-%m-%d %H:00} UTC × {options.resources:,} "
         f"resources = {setup['rows']:,} CBF rows in {options.hours:,} `cbf.csv` files, "
         f"{setup['csv_bytes']:,} bytes on disk (seed {options.seed})",
-        "- made from seeded `spend_by_agent` tables by `assets.cbf.cbf_rows`, written with "
+        "- made from seeded `spend_by_agent` tables by `assets.cbf_rows.cbf_rows`, written with "
         f"`write_cbf_csv` and read back with `load_cbf_file` in {setup['seconds']:.1f} s",
         "\n## What is measured\n",
         WHAT_IS_MEASURED.format(rounds=options.rounds),
@@ -355,10 +352,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return options
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run_benchmark(options: argparse.Namespace, command: str) -> tuple[str, list[Run]]:
     with tempfile.TemporaryDirectory(prefix="cloudzero-submit-") as tmp:
         work_dir = Path(tmp)  # data/ is the run's SPEND_DATA_DIR; receipts go next to it
@@ -371,12 +364,12 @@ def run_benchmark(options: argparse.Namespace, command: str) -> tuple[str, list[
             sum(f.csv_bytes for f in months.values()),
         )
         setup = {"rows": rows, "csv_bytes": csv_bytes, "seconds": seconds, "months": months}
-        _progress(f"{rows:,} rows in {len(files)} files, {_mb(csv_bytes)}, made in {seconds:.1f} s")
+        progress(f"{rows:,} rows in {len(files)} files, {_mb(csv_bytes)}, made in {seconds:.1f} s")
         runs: list[Run] = []
         for n in range(1, options.rounds + 1):
             for run_variant in (run_packed, run_baseline):  # alternating, packed first
                 runs.append(run := run_variant(n, files, work_dir, options.latency_ms))
-                _progress(f"round {n} {run.variant}: {run.requests} requests, {run.seconds:.2f} s")
+                progress(f"round {n} {run.variant}: {run.requests} requests, {run.seconds:.2f} s")
     return render_report(runs, setup, options, machine, command), runs
 
 
@@ -385,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report, _ = run_benchmark(options, shlex.join(sys.orig_argv))
     except RunFailed as exc:
-        _progress(f"FAILED: {exc}")
+        progress(f"FAILED: {exc}")
         return 1
     publish(report, options.output)
     return 0

@@ -31,21 +31,18 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import publish  # noqa: E402
-from benchmarks.machine import describe_machine  # noqa: E402
-from benchmarks.pipeline_run import (  # noqa: E402
+from benchmarks import machine_section, publish
+from benchmarks.machine import describe_machine
+from benchmarks.pipeline_run import (
     RunMeasure,
     add_work_options,
     materialize,
     pipeline_environment,
     work_dir,
 )
-from benchmarks.spend_data import Landed, land_month  # noqa: E402
+from benchmarks.spend_data import Landed, land_month
 from resources.cbf import cbf_hour_path
-from resources.duck import connection  # noqa: E402
+from resources.duck import connection
 
 MONTH_START = datetime(2026, 4, 1, tzinfo=timezone.utc)
 HOURS = 720
@@ -87,9 +84,9 @@ def landed_month(data_dir: Path, events_per_hour: int) -> Landed:
 def verify(data_dir: Path, landed: Landed) -> None:
     """Every request of the month is one spend_events row, and every hour has a CBF file."""
     with connection() as con:
-        (events,) = con.sql(
+        (events,) = con.execute(
             "SELECT count(*) FROM read_parquet($files)",
-            params={"files": str(data_dir / "lake" / "spend_events" / "*" / "*" / "*.parquet")},
+            {"files": str(data_dir / "lake" / "spend_events" / "*" / "*" / "*.parquet")},
         ).fetchone()
     hours = [MONTH_START + timedelta(hours=i) for i in range(HOURS)]
     missing = [h for h in hours if not cbf_hour_path(data_dir, h).exists()]
@@ -161,8 +158,7 @@ def render(
     lines += ["", "Step compute time of the month run:", "", "| step | s |", "|---|---|"]
     for key, seconds in sorted(month.step_seconds.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {key} | {seconds:.1f} |")
-    lines += ["", "Machine:", ""]
-    lines += [f"- {label}: {value}" for label, value in machine.items()]
+    lines += machine_section(machine)
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,7 @@ import dagster as dg
 
 from assets.partitions import partition_key
 from benchmarks import REPO_ROOT
-from demo.traffic import MAPPING_YAML
+from demo.population import MAPPING_YAML
 from pipelines.jobs import partition_range_tags
 
 if TYPE_CHECKING:

@@ -27,18 +27,15 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file rather than with -m: import from the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import REPO_ROOT, publish  # noqa: E402
-from benchmarks.baseline_server import BaselineProcess  # noqa: E402
-from benchmarks.load import KeepAliveClient, PhaseResult, Target, run_phase  # noqa: E402
-from benchmarks.machine import CoresBusy, cores_busy, describe_machine, in_memory, sample_cpu  # noqa: E402
-from benchmarks.receiver_bodies import BenchmarkBodies, build_bodies, last_full_hour, load_templates  # noqa: E402
-from benchmarks.receiver_report import ServerRun, commit_summary, render_report  # noqa: E402
-from receiver.app import CALLBACK_PATH  # noqa: E402
-from resources.landing import LandingZone  # noqa: E402
-from tests.receiving import ReceiverProcess  # noqa: E402
+from benchmarks import REPO_ROOT, progress, publish
+from benchmarks.baseline_server import BaselineProcess
+from benchmarks.load import KeepAliveClient, PhaseResult, Target, run_phase
+from benchmarks.machine import CoresBusy, cores_busy, describe_machine, in_memory, sample_cpu
+from benchmarks.receiver_bodies import BenchmarkBodies, build_bodies, last_full_hour, load_templates
+from benchmarks.receiver_report import ServerRun, commit_summary, render_report
+from receiver.app import CALLBACK_PATH
+from resources.landing import LandingZone
+from tests.receiving import ReceiverProcess
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 SERVER_STACK = {"server stack": ("uvicorn", "uvloop", "httptools")}
@@ -198,19 +195,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return options
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     options.work_dir.mkdir(parents=True, exist_ok=True)
     machine = describe_machine(options.work_dir, SERVER_STACK, CODE_UNDER_TEST)
     if in_memory(options.work_dir):
-        _progress("WARNING: the work dir is in memory; fsync is not real. Use --work-dir.")
+        progress("WARNING: the work dir is in memory; fsync is not real. Use --work-dir.")
     hour = last_full_hour(datetime.now(timezone.utc))
     bodies = build_bodies(load_templates(), options.bodies, options.batch_size, hour)
-    _progress(
+    progress(
         f"{len(bodies.bodies)} bodies of {options.batch_size} events, "
         f"{bodies.mean_body_bytes / 1e6:.1f} MB each; events in {hour:%Y-%m-%d %H:00} UTC"
     )
@@ -220,14 +213,14 @@ def main(argv: list[str] | None = None) -> int:
             for run_server in (run_baseline, run_receiver):
                 run = run_server(round_number, options, bodies)
                 runs.append(run)
-                _progress(
+                progress(
                     f"round {round_number} {run.server}: "
                     f"{run.measured.events_per_second:,.0f} events/s, "
                     f"p50 {run.measured.p50_ms:.1f} ms, p99 {run.measured.p99_ms:.1f} ms, "
                     f"{run.measured.error_count} errors"
                 )
     except LandingMismatch as exc:
-        _progress(f"FAILED: {exc}")
+        progress(f"FAILED: {exc}")
         return 1
     report = render_report(runs, options, bodies, machine, shlex.join(sys.orig_argv))
     publish(report, options.output)

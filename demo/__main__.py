@@ -33,7 +33,7 @@ def prepare_environment(data_dir: Path, first_hour: datetime) -> Path:
         or datetime.strptime(start, "%Y-%m-%d").replace(tzinfo=timezone.utc) > first_hour
     ):
         os.environ["SPEND_START_DATE"] = f"{first_hour:%Y-%m-%d}"
-    from demo.traffic import MAPPING_YAML
+    from demo.population import MAPPING_YAML
 
     mapping = data_dir / "sample_attribution.yaml"
     if "SPEND_ATTRIBUTION_FILE" not in os.environ:

@@ -1,6 +1,10 @@
 """Jobs: the hourly pipeline up to CBF files, and the CloudZero submission."""
 
+from datetime import datetime
+
 import dagster as dg
+
+from assets.partitions import partition_key
 
 LANE_TAG = "spend/lane"
 
@@ -29,3 +33,9 @@ def partition_range_tags(first_key: str, last_key: str) -> dict[str, str]:
         "dagster/asset_partition_range_start": first_key,
         "dagster/asset_partition_range_end": last_key,
     }
+
+
+def range_run_request(first: datetime, last: datetime, run_key: str, **tags: str) -> dg.RunRequest:
+    """A request for one run over the hours ``first``..``last``, with more ``tags``."""
+    range_tags = partition_range_tags(partition_key(first), partition_key(last))
+    return dg.RunRequest(run_key=run_key, tags={**range_tags, **tags})

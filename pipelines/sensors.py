@@ -27,7 +27,7 @@ from typing import TypeVar
 import dagster as dg
 
 from assets.partitions import partition_hour, partition_key
-from pipelines.jobs import cloudzero_submit_job, hourly_spend_job, partition_range_tags
+from pipelines.jobs import cloudzero_submit_job, hourly_spend_job, range_run_request
 from pipelines.schedules import lookback_hours, lookback_window
 from resources.cbf import cbf_hour_path, format_hour, load_cbf_file
 from resources.cloudzero import CloudZeroResource
@@ -104,16 +104,9 @@ def submission_requests(
     for group in contiguous(changes, _hour_of):
         key = change_key(group)
         failures = (failed_runs or {}).get(key, 0)
+        run_key = f"{key}:retry-{failures}" if failures else key
         requests.append(
-            dg.RunRequest(
-                run_key=f"{key}:retry-{failures}" if failures else key,
-                tags={
-                    **partition_range_tags(
-                        partition_key(group[0].hour), partition_key(group[-1].hour)
-                    ),
-                    CHANGE_TAG: key,
-                },
-            )
+            range_run_request(group[0].hour, group[-1].hour, run_key, **{CHANGE_TAG: key})
         )
     return requests
 
@@ -175,9 +168,10 @@ def late_hour_requests(
     first_restated, _ = lookback_window(now, lookback)
     late = [h for h in hours if h < first_restated]
     return [
-        dg.RunRequest(
-            run_key=f"late:{partition_key(group[0])}..{partition_key(group[-1])}:{watermark_ns}",
-            tags=partition_range_tags(partition_key(group[0]), partition_key(group[-1])),
+        range_run_request(
+            group[0],
+            group[-1],
+            f"late:{partition_key(group[0])}..{partition_key(group[-1])}:{watermark_ns}",
         )
         for group in contiguous(late, lambda hour: hour)
     ]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from assets.schemas import aggregate_schema
 from resources.cbf import (
     CBF_COLUMNS,
     CBF_SCHEMA,
@@ -18,6 +19,22 @@ from resources.cbf import (
     write_cbf_csv,
 )
 from resources.cloudzero_bodies import EMPTY_HOUR_RESOURCE_ID
+
+
+def spend_table(rows: list[dict]) -> pa.Table:
+    """A ``spend_by_agent`` table of ``rows``, the measures not given filled in."""
+    schema = aggregate_schema(["department", "team", "agent"])  # spend_by_agent
+    defaults = {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "requests": 1,
+        "failed_requests": 0,
+        "latency_p50_ms": 1.0,
+        "latency_p95_ms": 2.0,
+    }
+    full = [{**defaults, **r} for r in rows]
+    return pa.Table.from_pylist(full, schema=schema)
 
 
 def row(hour: datetime, agent: str, cost: str = "0.25") -> dict[str, str]:

@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import psycopg2
 
-from demo.traffic import SECRET_MARKERS as TRAFFIC_SECRET_MARKERS
+from demo.payloads import SECRET_MARKERS as TRAFFIC_SECRET_MARKERS
 from demo.traffic import Traffic
 from tests.samples import LITELLM_FIXTURES
 
@@ -41,7 +41,7 @@ DDL_PATH = LITELLM_FIXTURES / f"spend_logs_{LITELLM_VERSION}.sql"
 TABLE = "LiteLLM_SpendLogs"
 
 CONTENT_MARKER = "CONTENT-MARKER-"
-KEY_MARKER = "sk-live-SECRET-"  # the prefix of every fake virtual key, as in demo.traffic
+KEY_MARKER = "sk-live-SECRET-"  # the prefix of every fake virtual key, as in demo.payloads
 SECRET_MARKERS = (CONTENT_MARKER, *TRAFFIC_SECRET_MARKERS)
 
 # Every column in the DDL's order, with how COPY receives it.

@@ -1,31 +1,45 @@
 """The real pipeline on a temporary instance and data dir, submitting to a fake CloudZero."""
 
+from collections.abc import Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from assets.billing import cloudzero_cbf_is_valid
 from assets.partitions import partition_key
-from demo.traffic import MAPPING_YAML, generate_traffic, land_traffic
-from pipelines.definitions import ASSETS, JOBS, resources_from_env
+from demo.population import MAPPING_YAML
+from demo.traffic import Traffic, generate_traffic, land_traffic
+from pipelines.definitions import ASSETS, CHECKS, JOBS, resources_from_env
 from pipelines.jobs import partition_range_tags
 from pipelines.sensors import cloudzero_cbf_sensor, late_landing_sensor
 from resources.cbf import cbf_hour_path, load_cbf_file
 from resources.cloudzero import CloudZeroResource
+from resources.lake import LakeResource
 from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost
 from tests.samples import HOUR0
 
 HOURS = [HOUR0 + timedelta(hours=h) for h in range(6)]
+CBF = dg.AssetKey("cloudzero_cbf")
+# Settings of the machine running the tests that would change what a run reads or warns about.
+ISOLATED_VARIABLES = (
+    "LITELLM_DATABASE_URL",
+    "LITELLM_PROXY_URL",
+    "LITELLM_MASTER_KEY",
+    "CLOUDZERO_API_KEY",
+    "SPEND_UNATTRIBUTED_WARN_SHARE",
+    "SPEND_SOURCE_DIVERGENCE_WARN_SHARE",
+)
 
 
 class Pipeline:
-    """Definitions, instance and fake CloudZero for one test, with the steps it takes."""
+    """The code location's assets, checks, jobs and sensors on a temp instance, sending to a
+    fake CloudZero, with the steps a test takes."""
 
-    def __init__(self, root, instance, fake):
+    def __init__(self, root: Path, instance, fake, traffic: Traffic, hours=HOURS):
         self.data_dir, self.instance, self.fake = root / "data", instance, fake
+        self.traffic, self.hours = traffic, list(hours)
         resources = resources_from_env()
         resources["cloudzero"] = CloudZeroResource(
             api_key=API_KEY,
@@ -37,7 +51,7 @@ class Pipeline:
         )
         self.defs = dg.Definitions(
             assets=ASSETS,
-            asset_checks=[cloudzero_cbf_is_valid],
+            asset_checks=CHECKS,
             jobs=JOBS,
             sensors=[cloudzero_cbf_sensor, late_landing_sensor],
             resources=resources,
@@ -45,10 +59,15 @@ class Pipeline:
         self.resources = resources
         self.cursors: dict[str, str | None] = {}
 
-    def materialise(self, hours=HOURS):
+    def run(self, hours: Sequence[datetime] | None = None) -> dg.ExecuteInProcessResult:
+        """``hourly_spend_job`` over ``hours`` (default: all), failures returned, not raised."""
+        hours = hours or self.hours
         tags = partition_range_tags(partition_key(hours[0]), partition_key(hours[-1]))
         job = self.defs.resolve_job_def("hourly_spend_job")
-        assert job.execute_in_process(instance=self.instance, tags=tags).success
+        return job.execute_in_process(instance=self.instance, tags=tags, raise_on_error=False)
+
+    def materialise(self, hours: Sequence[datetime] | None = None) -> None:
+        assert self.run(hours).success
 
     def tick(self, sensor=cloudzero_cbf_sensor) -> list[dg.RunRequest]:
         cursor = self.cursors.get(sensor.name)
@@ -67,40 +86,25 @@ class Pipeline:
             raise_on_error=False,
         )
 
-    def files(self, hours=HOURS):
-        return {h: load_cbf_file(cbf_hour_path(self.data_dir, h)) for h in hours}
+    def files(self, hours: Sequence[datetime] | None = None):
+        return {h: load_cbf_file(cbf_hour_path(self.data_dir, h)) for h in hours or self.hours}
+
+    def cbf_materializations(self) -> int:
+        return len(self.instance.fetch_materializations(CBF, limit=1000).records)
+
+    def spend_events(self):
+        return LakeResource(data_dir=str(self.data_dir)).read_hours("spend_events", self.hours)
 
 
 @contextmanager
-def spend_pipeline(tmp_path: Path):
-    """Six hours of sample traffic landed, environment set, a temp instance and a fake."""
-    data_dir = tmp_path / "data"
-    land_traffic(generate_traffic(HOUR0, len(HOURS), events_per_hour=40, seed=5), data_dir)
-    (tmp_path / "mapping.yaml").write_text(MAPPING_YAML)
-    (tmp_path / "home").mkdir()
-    with (
-        pytest.MonkeyPatch.context() as env,
-        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
-        FakeAnyCost() as fake,
-    ):
-        env.setenv("SPEND_DATA_DIR", str(data_dir))
-        env.setenv("SPEND_ATTRIBUTION_FILE", str(tmp_path / "mapping.yaml"))
-        yield Pipeline(tmp_path, instance, fake)
-
-
-@contextmanager
-def sample_range(root: Path, hours: int, events_per_hour: int, seed: int = 11):
-    """``hours`` hours of sample traffic from HOUR0 landed under ``root/data``, with the
-    environment set (no CloudZero key: dry run), a temp instance and the code location's
-    assets and jobs. Yields ``(traffic, data_dir, defs, instance, range tags)``; EnvVar
-    values resolve when a run starts, so the variables stay set until the block ends."""
+def sample_environment(root: Path, traffic: Traffic):
+    """``traffic`` landed under ``root/data``, the mapping file written, the environment set
+    (no LiteLLM source, no CloudZero key) and a temp instance. EnvVar values resolve when a
+    run starts, so the variables stay set until the block ends. Yields ``(data_dir,
+    instance, env)``; ``env`` sets more variables for the block."""
     data_dir = root / "data"
-    traffic = generate_traffic(HOUR0, hours, events_per_hour=events_per_hour, seed=seed)
     land_traffic(traffic, data_dir)
     (root / "mapping.yaml").write_text(MAPPING_YAML)
-    tags = partition_range_tags(
-        partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=hours - 1))
-    )
     (root / "dagster_home").mkdir()
     with (
         pytest.MonkeyPatch.context() as env,
@@ -108,6 +112,27 @@ def sample_range(root: Path, hours: int, events_per_hour: int, seed: int = 11):
     ):
         env.setenv("SPEND_DATA_DIR", str(data_dir))
         env.setenv("SPEND_ATTRIBUTION_FILE", str(root / "mapping.yaml"))
-        env.delenv("CLOUDZERO_API_KEY", raising=False)
+        for variable in ISOLATED_VARIABLES:
+            env.delenv(variable, raising=False)
+        yield data_dir, instance, env
+
+
+@contextmanager
+def spend_pipeline(tmp_path: Path, hours=HOURS, seed: int = 5):
+    """Sample traffic of ``hours`` landed, environment set, a temp instance and a fake."""
+    traffic = generate_traffic(hours[0], len(hours), events_per_hour=40, seed=seed)
+    with sample_environment(tmp_path, traffic) as (_, instance, _), FakeAnyCost() as fake:
+        yield Pipeline(tmp_path, instance, fake, traffic, hours)
+
+
+@contextmanager
+def sample_range(root: Path, hours: int, events_per_hour: int, seed: int = 11):
+    """``hours`` hours of sample traffic from HOUR0, dry run, and the code location's assets
+    and jobs. Yields ``(traffic, data_dir, defs, instance, range tags)``."""
+    traffic = generate_traffic(HOUR0, hours, events_per_hour=events_per_hour, seed=seed)
+    tags = partition_range_tags(
+        partition_key(HOUR0), partition_key(HOUR0 + timedelta(hours=hours - 1))
+    )
+    with sample_environment(root, traffic) as (data_dir, instance, _):
         defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources_from_env())
         yield traffic, data_dir, defs, instance, tags

@@ -8,20 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from benchmarks.spend_logs_pull import (
+from benchmarks.spend_logs_pull import RunMismatch, check_run, parse_args, run_benchmark
+from benchmarks.spend_logs_readers import VariantRun, memory_mib
+from benchmarks.spend_logs_report import summary
+from benchmarks.spend_logs_setup import (
     BUSY_HOUR,
     Expected,
-    RunMismatch,
-    VariantRun,
     api_rows,
-    check_run,
     database_rows,
     disk_needed_bytes,
-    memory_mib,
-    parse_args,
-    run_benchmark,
     start_time,
-    summary,
 )
 
 HOUR = datetime(2026, 3, 2, 14, tzinfo=timezone.utc)

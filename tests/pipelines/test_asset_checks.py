@@ -34,81 +34,25 @@ import assets.events
 from assets.billing import cloudzero_cbf
 from assets.partitions import partition_key
 from assets.quality_checks import (
-    DIVERGENCE_SHARE_ENV,
     UNATTRIBUTED_SHARE_ENV,
 )
 from assets.schemas import AGGREGATE_DIMENSIONS
-from demo.traffic import MAPPING_YAML, Traffic, generate_traffic, land_traffic
-from pipelines.definitions import ASSETS, CHECKS, JOBS, resources_from_env
+from demo.traffic import Traffic, generate_traffic, land_traffic
+from pipelines.definitions import ASSETS, CHECKS
 from pipelines.jobs import partition_range_tags
-from pipelines.sensors import cloudzero_cbf_sensor
-from resources.cbf import cbf_hour_path, format_hour, load_cbf_file
-from resources.cloudzero import CloudZeroResource
+from resources.cbf import format_hour
 from resources.lake import LakeResource
 from resources.raw_spend import UTC_TS
 from tests.cbf_rows import ledger_differences
-from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost
-from tests.fake_litellm import MASTER_KEY, FakeLiteLLM
-from tests.pipelines.test_spend_log_sources import api_row
+from tests.fake_cloudzero import FakeAnyCost
+from tests.fake_litellm import MASTER_KEY, FakeLiteLLM, api_row
 from tests.samples import HOUR0
 from tests.spend_log_rows import rows_from_traffic
+from tests.spend_pipeline import CBF, Pipeline, sample_environment, spend_pipeline
 
 HOURS = [HOUR0 + timedelta(hours=h) for h in range(3)]
 RESTATED = HOURS[1]
-CBF = dg.AssetKey("cloudzero_cbf")
 TOLERANCE = Decimal("1e-9")  # the answer key is exact; the lake keeps 18 decimals
-SOURCE_VARIABLES = ("LITELLM_DATABASE_URL", "LITELLM_PROXY_URL", "LITELLM_MASTER_KEY")
-
-
-class Pipeline:
-    """The code location's assets, checks and jobs on a temp instance, a fake CloudZero."""
-
-    def __init__(self, root, instance, fake, traffic: Traffic):
-        self.data_dir, self.instance, self.fake = root / "data", instance, fake
-        self.traffic = traffic
-        resources = resources_from_env()
-        resources["cloudzero"] = CloudZeroResource(
-            api_key=API_KEY,
-            connection_id=CONNECTION_ID,
-            api_url=fake.url,
-            data_dir=str(self.data_dir),
-        )
-        self.resources = resources
-        self.defs = dg.Definitions(
-            assets=ASSETS,
-            asset_checks=CHECKS,
-            jobs=JOBS,
-            sensors=[cloudzero_cbf_sensor],
-            resources=resources,
-        )
-        self.cursor: str | None = None
-
-    def run(self, hours=HOURS) -> dg.ExecuteInProcessResult:
-        tags = partition_range_tags(partition_key(hours[0]), partition_key(hours[-1]))
-        job = self.defs.resolve_job_def("hourly_spend_job")
-        return job.execute_in_process(instance=self.instance, tags=tags, raise_on_error=False)
-
-    def tick(self) -> list[dg.RunRequest]:
-        with dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.resources
-        ) as context:
-            result = cloudzero_cbf_sensor(context)
-        self.cursor = result.cursor
-        return list(result.run_requests or [])
-
-    def submit(self, request: dg.RunRequest) -> None:
-        job = self.defs.resolve_job_def("cloudzero_submit_job")
-        tags = {**request.tags, "dagster/run_key": request.run_key}
-        assert job.execute_in_process(instance=self.instance, tags=tags).success
-
-    def cbf_files(self):
-        return {h: load_cbf_file(cbf_hour_path(self.data_dir, h)) for h in HOURS}
-
-    def cbf_materializations(self) -> int:
-        return len(self.instance.fetch_materializations(CBF, limit=1000).records)
-
-    def spend_events(self):
-        return LakeResource(data_dir=str(self.data_dir)).read_hours("spend_events", HOURS)
 
 
 def evaluations(
@@ -141,20 +85,9 @@ def blocking_keys() -> set[tuple[str, str]]:
 
 
 @pytest.fixture
-def pipeline(tmp_path, monkeypatch):
-    traffic = generate_traffic(HOUR0, len(HOURS), events_per_hour=40, seed=5)
-    land_traffic(traffic, tmp_path / "data")
-    (tmp_path / "mapping.yaml").write_text(MAPPING_YAML)
-    monkeypatch.setenv("SPEND_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SPEND_ATTRIBUTION_FILE", str(tmp_path / "mapping.yaml"))
-    for variable in (*SOURCE_VARIABLES, UNATTRIBUTED_SHARE_ENV, DIVERGENCE_SHARE_ENV):
-        monkeypatch.delenv(variable, raising=False)
-    (tmp_path / "home").mkdir()
-    with (
-        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
-        FakeAnyCost() as fake,
-    ):
-        yield Pipeline(tmp_path, instance, fake, traffic)
+def pipeline(tmp_path):
+    with spend_pipeline(tmp_path, HOURS) as running:
+        yield running
 
 
 # --- a clean run ----------------------------------------------------------------------------
@@ -318,8 +251,8 @@ def test_a_failing_blocking_check_stops_that_hours_cbf_from_being_submitted(pipe
     regression = REGRESSIONS[name]
     assert pipeline.run().success
     [first] = pipeline.tick()
-    pipeline.submit(first)
-    submitted = pipeline.cbf_files()
+    assert pipeline.submit(first).success
+    submitted = pipeline.files()
     assert ledger_differences(pipeline.fake.ledger, submitted) == []
     sent_before, cbf_before = len(pipeline.fake.requests), pipeline.cbf_materializations()
 
@@ -352,7 +285,7 @@ def test_a_failing_blocking_check_stops_that_hours_cbf_from_being_submitted(pipe
 
     # Nothing new for CloudZero: no materialization, the files as they were, no request.
     assert pipeline.cbf_materializations() == cbf_before
-    assert {h: f.sha256 for h, f in pipeline.cbf_files().items()} == {
+    assert {h: f.sha256 for h, f in pipeline.files().items()} == {
         h: f.sha256 for h, f in submitted.items()
     }
     assert pipeline.tick() == []
@@ -363,8 +296,8 @@ def test_a_failing_blocking_check_stops_that_hours_cbf_from_being_submitted(pipe
     [restated] = pipeline.tick()
     assert restated.tags["dagster/asset_partition_range_start"] == partition_key(RESTATED)
     assert restated.tags["dagster/asset_partition_range_end"] == partition_key(RESTATED)
-    pipeline.submit(restated)
-    assert ledger_differences(pipeline.fake.ledger, pipeline.cbf_files()) == []
+    assert pipeline.submit(restated).success
+    assert ledger_differences(pipeline.fake.ledger, pipeline.files()) == []
     expected = pipeline.traffic.cost_by()[(RESTATED,)] + late.total_cost
     assert abs(pipeline.fake.hour_totals()[format_hour(RESTATED)] - expected) <= TOLERANCE
 
@@ -372,7 +305,7 @@ def test_a_failing_blocking_check_stops_that_hours_cbf_from_being_submitted(pipe
 def test_the_cbf_asset_reconciles_each_hour_before_writing_any_file(pipeline):
     """A cost moved between two hours keeps the range total; the CBF asset still refuses."""
     assert pipeline.run().success
-    before = {h: f.sha256 for h, f in pipeline.cbf_files().items()}
+    before = {h: f.sha256 for h, f in pipeline.files().items()}
     lake = LakeResource(data_dir=str(pipeline.data_dir))
     agents = lake.read_hours("spend_by_agent", HOURS)
     costs, hours = agents["cost"].to_pylist(), agents["usage_hour"].to_pylist()
@@ -397,15 +330,13 @@ def test_the_cbf_asset_reconciles_each_hour_before_writing_any_file(pipeline):
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.message
     assert f"{HOURS[0]:%Y-%m-%dT%H}:00Z: cost does not reconcile" in message
-    assert {h: f.sha256 for h, f in pipeline.cbf_files().items()} == before
+    assert {h: f.sha256 for h, f in pipeline.files().items()} == before
 
 
 # --- webhook and database both on -----------------------------------------------------------
 
 
-def test_divergence_between_webhook_and_database_warns_for_the_hour_it_happens(
-    tmp_path, monkeypatch
-):
+def test_divergence_between_webhook_and_database_warns_for_the_hour_it_happens(tmp_path):
     traffic = generate_traffic(HOUR0, len(HOURS), events_per_hour=40, seed=5)
     # LiteLLM's webhook lost a third of the last hour's events (it drops queued events on
     # shutdown); its database has every request.
@@ -415,22 +346,15 @@ def test_divergence_between_webhook_and_database_warns_for_the_hour_it_happens(
         (at, [p for p in payloads if p["litellm_call_id"] not in lost])
         for at, payloads in traffic.batches
     ]
-    land_traffic(
-        Traffic(traffic.start, traffic.hour_count, kept, traffic.requests), tmp_path / "data"
-    )
-    (tmp_path / "mapping.yaml").write_text(MAPPING_YAML)
-    (tmp_path / "home").mkdir()
+    landed = Traffic(traffic.start, traffic.hour_count, kept, traffic.requests)
     with (
+        sample_environment(tmp_path, landed) as (_, instance, env),
         FakeLiteLLM([api_row(r) for r in rows_from_traffic(traffic)]) as litellm,
-        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
         FakeAnyCost() as fake,
     ):
-        monkeypatch.setenv("SPEND_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("SPEND_ATTRIBUTION_FILE", str(tmp_path / "mapping.yaml"))
-        monkeypatch.delenv("LITELLM_DATABASE_URL", raising=False)
-        monkeypatch.setenv("LITELLM_PROXY_URL", litellm.url)
-        monkeypatch.setenv("LITELLM_MASTER_KEY", MASTER_KEY)
-        pipeline = Pipeline(tmp_path, instance, fake, traffic)
+        env.setenv("LITELLM_PROXY_URL", litellm.url)
+        env.setenv("LITELLM_MASTER_KEY", MASTER_KEY)
+        pipeline = Pipeline(tmp_path, instance, fake, traffic, HOURS)
         result = pipeline.run()
 
     assert result.success  # a warning never stops the hour
@@ -459,7 +383,7 @@ def test_cloudzero_submission_must_be_fresh_within_two_hours(pipeline):
     )
     assert pipeline.run().success
     [request] = pipeline.tick()
-    pipeline.submit(request)
+    assert pipeline.submit(request).success
     submitted_at = (
         pipeline.instance.fetch_materializations(
             dg.AssetKey("cloudzero_submission"), limit=1, ascending=False

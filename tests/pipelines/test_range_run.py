@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.partitions import partition_key
-from demo.traffic import SECRET_MARKERS
+from demo.payloads import SECRET_MARKERS
 from pipelines.definitions import ASSETS, JOBS
 from pipelines.jobs import partition_range_tags
 from resources.attribution import AttributionMappingResource

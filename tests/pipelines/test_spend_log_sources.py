@@ -9,7 +9,6 @@ from the same environment variables a deployment sets.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import defaultdict
@@ -27,7 +26,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.partitions import partition_key
-from demo.traffic import MAPPING_YAML, Traffic, generate_traffic, land_traffic
+from demo.population import MAPPING_YAML
+from demo.traffic import Traffic, generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, resources_from_env
 from pipelines.jobs import partition_range_tags
 from resources.litellm import BOTH_CONFIGURED
@@ -38,7 +38,7 @@ from resources.litellm_db import (
     libpq_url,
     read_spend_logs,
 )
-from tests.fake_litellm import MASTER_KEY, FakeLiteLLM, litellm_time
+from tests.fake_litellm import MASTER_KEY, FakeLiteLLM, api_row
 from tests.samples import HOUR0
 from tests.spend_log_rows import (
     CACHE_HIT_ID,
@@ -77,60 +77,6 @@ SOURCES_JOB = dg.define_asset_job(
 
 
 # --- LiteLLM's table, and the same rows as its REST API serves them ------------------------
-
-# _SPEND_LOG_LIST_COLUMNS of LiteLLM 1.106.2, what /spend/logs/v2 selects: never messages,
-# response or proxy_server_request, but all of metadata.
-API_LIST_COLUMNS = (
-    "request_id",
-    "call_type",
-    "api_key",
-    "spend",
-    "total_tokens",
-    "prompt_tokens",
-    "completion_tokens",
-    "startTime",
-    "endTime",
-    "completionStartTime",
-    "model",
-    "model_id",
-    "model_group",
-    "custom_llm_provider",
-    "api_base",
-    "user",
-    "metadata",
-    "cache_hit",
-    "cache_key",
-    "request_tags",
-    "team_id",
-    "organization_id",
-    "end_user",
-    "requester_ip_address",
-    "session_id",
-    "status",
-    "mcp_namespaced_tool_name",
-    "agent_id",
-    "litellm_call_id",
-    "request_duration_ms",
-)
-
-
-def api_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A ``"LiteLLM_SpendLogs"`` row as one ``data`` entry of ``/spend/logs/v2``.
-
-    The endpoint reads the list columns with Prisma's ``query_raw``, which leaves JSONB as
-    JSON text; ``_hydrate_spend_log_metadata`` parses ``metadata`` back into an object while
-    ``request_tags`` stays text. FastAPI writes Prisma's aware UTC datetimes with
-    ``isoformat()``.
-    """
-    served = {name: row[name] for name in API_LIST_COLUMNS}
-    for name in ("startTime", "endTime", "completionStartTime"):
-        if served[name] is not None:
-            served[name] = litellm_time(served[name])
-    if served["metadata"] is not None:
-        served["metadata"] = json.loads(json.dumps(served["metadata"]))  # a JSONB round trip
-    if served["request_tags"] is not None:
-        served["request_tags"] = json.dumps(served["request_tags"])
-    return served
 
 
 def row_key(row: dict[str, Any]) -> str:

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 from assets.cbf_rows import cbf_rows
 from resources.cbf import MAX_TAG_VALUE, format_hour, tag_value
 from resources.cbf_validation import hour_problems, tag_conflicts, validate_cbf_hours
-from tests.assets.test_cbf import spend_table
-from tests.cbf_rows import row
+from tests.cbf_rows import row, spend_table
 
 H0 = datetime(2025, 3, 1, 10, tzinfo=timezone.utc)
 H1 = H0 + timedelta(hours=1)
