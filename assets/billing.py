@@ -1,23 +1,34 @@
 """CloudZero: one CBF file per hour, and the AnyCost submission of those files."""
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from assets.cbf_rows import cbf_rows
+from assets.cbf_rows import cbf_rows, resource_spend
 from assets.checks import Rows, query_records
 from assets.metadata import markdown_preview, range_metadata
 from assets.partitions import hourly_asset, hourly_partitions, partition_hours
-from resources.cbf import CbfFile, cbf_hour_path, cost_total, load_cbf_file, write_cbf_csv
+from assets.schemas import AGGREGATES
+from resources.cbf import (
+    CbfFile,
+    cbf_hour_path,
+    cost_total,
+    exact_sum,
+    format_cost,
+    load_cbf_file,
+    write_cbf_csv,
+)
 from resources.cbf_validation import validate_cbf_hours
 from resources.cloudzero import CloudZeroResource
-from resources.lake import LakeResource, split_by_hour
+from resources.cloudzero_report import MONTH_WARN_SHARE
+from resources.lake import LakeResource, hours_between, split_by_hour
 
-AGGREGATES = ("spend_by_department", "spend_by_team", "spend_by_agent")
+# The aggregates that carry all of an hour's money (request_errors carries the failed part).
+SPEND_AGGREGATES = [name for name, spec in AGGREGATES.items() if not spec.failed_only]
 
 
 def reconcile(totals: dict[str, Decimal], hour: datetime | None = None) -> None:
@@ -37,19 +48,33 @@ def hourly_costs(rows: Rows) -> dict[datetime, Decimal]:
     return {r["usage_hour"]: r["cost"] for r in query_records(sql, stage=rows)}
 
 
+def resource_dimensions(cloudzero: CloudZeroResource) -> list[str]:
+    try:
+        return cloudzero.dimensions()
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from None
+
+
 @hourly_asset(
-    deps=list(AGGREGATES),
+    deps=["spend_events", *AGGREGATES],
     group_name="billing",
     kinds={"csv", "cloudzero"},
-    description="One CloudZero Billing Format file per hour (data/cbf/date=/hour=/cbf.csv).",
+    description="One CloudZero Billing Format file per hour (data/cbf/date=/hour=/cbf.csv), "
+    "one row per resource (CLOUDZERO_RESOURCE_DIMENSIONS).",
 )
-def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def cloudzero_cbf(
+    context: dg.AssetExecutionContext, lake: LakeResource, cloudzero: CloudZeroResource
+) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    agents = split_by_hour(lake.read_hours("spend_by_agent", hours), hours, "usage_hour")
-    rows_by_hour = {hour: cbf_rows(part) for hour, part in agents.items()}
-    # DuckDB sums each stage per hour as it streams the files: spend_events is never loaded.
+    dimensions = resource_dimensions(cloudzero)
+    # DuckDB sums spend_events per hour and resource as it streams the files, and each
+    # stage per hour: spend_events is never loaded.
+    spend = split_by_hour(
+        resource_spend(lake.scan("spend_events", hours), dimensions), hours, "usage_hour"
+    )
+    rows_by_hour = {hour: cbf_rows(part, dimensions) for hour, part in spend.items()}
     stage_costs = {
-        name: hourly_costs(lake.scan(name, hours)) for name in ("spend_events", *AGGREGATES)
+        name: hourly_costs(lake.scan(name, hours)) for name in ("spend_events", *SPEND_AGGREGATES)
     }
     # Every hour reconciles exactly, spend_events → aggregates → CBF rows, before any file is
     # (re)written: a file on disk is what a submission run sends, materialised or not.
@@ -63,13 +88,14 @@ def cloudzero_cbf(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
         for hour, rows in sorted(rows_by_hour.items())
     ]
     rows = pa.concat_tables([rows for _, rows in sorted(rows_by_hour.items())])
-    cbf_total = sum(cbf_totals.values(), Decimal(0))
+    cbf_total = exact_sum(cbf_totals.values())
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows.num_rows,
             **range_metadata(hours, files),
-            "cost_total": dg.MetadataValue.text(str(cbf_total)),
+            "cost_total": dg.MetadataValue.text(format_cost(cbf_total)),
             "resources": len(set(rows["resource/id"].to_pylist())),
+            "resource_dimensions": ", ".join(dimensions),
             "preview": dg.MetadataValue.md(markdown_preview(rows)),
         }
     )
@@ -127,6 +153,48 @@ def cloudzero_cbf_is_valid(
     )
 
 
+def month_hours(hours: Sequence[datetime]) -> list[datetime]:
+    """Every hour of the UTC months that ``hours`` touch."""
+    months = sorted({h.astimezone(timezone.utc).replace(day=1, hour=0) for h in hours})
+    return [
+        hour
+        for first in months
+        for hour in hours_between(first, (first + timedelta(days=32)).replace(day=1))
+    ]
+
+
+@dg.asset_check(
+    asset=cloudzero_cbf,
+    blocking=False,
+    partitions_def=hourly_partitions,
+    description="Each month these hours belong to, as its CBF files stand, stays below 80% of "
+    "CloudZero's monthly limits (1,000,000 rows, 70 MB); past 100% the month is not sent.",
+)
+def cloudzero_month_within_limits(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource, cloudzero: CloudZeroResource
+) -> dg.AssetCheckResult:
+    hours = month_hours(partition_hours(context))
+    files = {
+        hour: load_cbf_file(path)
+        for hour in hours
+        if (path := cbf_hour_path(lake.data_dir, hour)).exists()
+    }
+    months = cloudzero.month_outlook(files)
+    near = [m for m in months if m.share >= MONTH_WARN_SHARE]
+    return dg.AssetCheckResult(
+        passed=not near,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(m.describe() for m in near)
+        if near
+        else f"{len(months)} month(s) below {MONTH_WARN_SHARE:.0%} of CloudZero's limits",
+        metadata={
+            **{f"month/{m.month}/rows": m.rows for m in months},
+            **{f"month/{m.month}/bytes": m.bytes for m in months},
+            **{f"month/{m.month}/share": float(m.share) for m in months},
+        },
+    )
+
+
 class SubmissionConfig(dg.Config):
     force: bool = Field(
         default=False,
@@ -164,8 +232,8 @@ def cloudzero_submission(
         files, context.run.run_id, invalid=invalid, force=config.force, log=context.log.info
     )
     for month in report.months:
-        if month.warning:
-            context.log.warning(month.warning)
+        if month.error:
+            context.log.error(month.error)
     if report.failed_hours:
         reasons = [f"{h.hour:%Y-%m-%dT%H}:00Z {h.status}: {h.note}" for h in report.failed_hours]
         raise dg.Failure(

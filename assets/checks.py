@@ -26,10 +26,11 @@ import pyarrow as pa
 
 from assets.metadata import markdown_preview
 from assets.partitions import hourly_partitions
+from resources.cbf import exact_sum, format_cost
 from resources.duck import Rows, connection, register
 
 # Stages carry exact DECIMAL(38, 18) money; anything beyond this is a real difference.
-RECONCILE_TOLERANCE = Decimal("1e-9")
+RECONCILE_TOLERANCE = Decimal(0)  # sums of DECIMAL(38, 18) are exact: so is the check
 TOP_OFFENDERS = 10
 
 
@@ -128,8 +129,7 @@ def money_text(value: Decimal | float | int) -> str:
 
     Exact for the lake's decimals; a float (a table whose schema drifted) shows its repr.
     """
-    value = exact_decimal(value)
-    return format(value.normalize(), "f") if value else "0"
+    return format_cost(exact_decimal(value))
 
 
 # --- blocking rules -------------------------------------------------------------------------
@@ -260,9 +260,10 @@ def reconcile_outcome(
     events: Rows,
     hours: Iterable[datetime],
     tolerance: Decimal = RECONCILE_TOLERANCE,
+    failed_only: bool = False,
 ) -> Outcome:
     """Per hour, the aggregate's cost equals ``spend_events``' within ``tolerance`` and its
-    ``requests`` add up to the number of events."""
+    ``requests`` add up to the number of events (the failed ones, with ``failed_only``)."""
     by_hour = {
         row["usage_hour"]: row
         for row in query_records(
@@ -272,7 +273,7 @@ def reconcile_outcome(
                 FROM aggregate GROUP BY usage_hour
             ), ev AS (
                 SELECT usage_hour, sum(cost) AS cost, count(*) AS requests
-                FROM events GROUP BY usage_hour
+                FROM events WHERE failed OR NOT ? GROUP BY usage_hour
             )
             SELECT usage_hour,
                    coalesce(ev.cost, 0) AS events_cost, coalesce(agg.cost, 0) AS aggregate_cost,
@@ -280,6 +281,7 @@ def reconcile_outcome(
                    coalesce(agg.requests, 0) AS aggregate_requests
             FROM agg FULL OUTER JOIN ev USING (usage_hour)
             """,
+            [failed_only],
             aggregate=aggregate,
             events=events,
         )
@@ -303,10 +305,8 @@ def reconcile_outcome(
                     "aggregate_requests": row["aggregate_requests"],
                 }
             )
-    total_events = sum((exact_decimal(r["events_cost"]) for r in by_hour.values()), Decimal(0))
-    total_aggregate = sum(
-        (exact_decimal(r["aggregate_cost"]) for r in by_hour.values()), Decimal(0)
-    )
+    total_events = exact_sum(exact_decimal(r["events_cost"]) for r in by_hour.values())
+    total_aggregate = exact_sum(exact_decimal(r["aggregate_cost"]) for r in by_hour.values())
     return Outcome(
         passed=not rows,
         summary=f"{len(rows)} of {len(checked)} hours do not reconcile with spend_events, "

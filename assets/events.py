@@ -116,6 +116,13 @@ merged AS (
             AS request_tags,
         -- Headers only travel with the webhook.
         wh.header_department, wh.header_team, wh.header_agent, wh.header_tags,
+        -- What went wrong and what the caches did: the database's when it says, else the
+        -- webhook's; neither saying is null.
+        coalesce(db.error_class, wh.error_class) AS error_class,
+        coalesce(db.error_code, wh.error_code) AS error_code,
+        coalesce(db.cache_hit, wh.cache_hit) AS cache_hit,
+        coalesce(db.cache_read_tokens, wh.cache_read_tokens) AS cache_read_tokens,
+        coalesce(db.cache_creation_tokens, wh.cache_creation_tokens) AS cache_creation_tokens,
         CASE WHEN db.request_key IS NULL THEN 'webhook'
              WHEN wh.request_key IS NULL THEN 'database' ELSE 'both' END AS source,
         coalesce(db.deliveries, 0) + coalesce(wh.deliveries, 0) AS deliveries

@@ -41,7 +41,12 @@ SELECT
     headers."x-department" AS header_department,
     headers."x-team" AS header_team,
     headers."x-agent" AS header_agent,
-    headers."x-litellm-tags" AS header_tags
+    headers."x-litellm-tags" AS header_tags,
+    error_class,
+    error_code,
+    cache_hit,
+    cache_read_tokens,
+    cache_creation_tokens
 FROM (
     SELECT * FROM landing_files UNION ALL BY NAME SELECT * FROM landing_rows
 )

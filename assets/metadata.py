@@ -14,6 +14,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from resources.cbf import format_cost
+
 PREVIEW_ROWS = 10
 
 
@@ -25,13 +27,19 @@ def table_cost_total(table: pa.Table, column: str = "cost") -> Decimal:
     return total if isinstance(total, Decimal) else Decimal(str(total))
 
 
+def _cell(value: Any) -> str:
+    """A table cell: money as exact fixed-point text, never through a float."""
+    text = format_cost(value) if isinstance(value, Decimal) else str(value)
+    return text.replace("|", "/")
+
+
 def markdown_preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> str:
     head = table.slice(0, rows).to_pylist()
     if not head:
         return "_no rows_"
     names = list(head[0])
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(str(r[n]) for n in names) + " |" for r in head]
+    lines += ["| " + " | ".join(_cell(r[n]) for n in names) + " |" for r in head]
     return "\n".join(lines)
 
 
@@ -79,7 +87,7 @@ class RangeSummary:
             **extra,
         }
         if self.cost is not None:
-            metadata["cost_total"] = dg.MetadataValue.text(str(self.cost))
+            metadata["cost_total"] = dg.MetadataValue.text(format_cost(self.cost))
         return dg.MaterializeResult(metadata=metadata)
 
 

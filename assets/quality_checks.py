@@ -26,6 +26,7 @@ from assets.checks import (
     share_of,
 )
 from assets.ingest import ZERO_COST_WITH_TOKENS
+from resources.cbf import exact_sum
 
 UNATTRIBUTED_SHARE_ENV = "SPEND_UNATTRIBUTED_WARN_SHARE"
 DEFAULT_UNATTRIBUTED_SHARE = Decimal("0.2")
@@ -175,7 +176,7 @@ def source_divergence_outcome(events: Rows, threshold: Decimal) -> Outcome:
         exact_decimal(h["webhook_only_cost"]) + exact_decimal(h["database_only_cost"])
         for h in hours
     )
-    total_cost = sum((exact_decimal(h["cost"]) for h in hours), Decimal(0))
+    total_cost = exact_sum(exact_decimal(h["cost"]) for h in hours)
     share = share_of(counts["webhook_only"] + counts["database_only"], counts["requests"])
     return Outcome(
         passed=not flagged,

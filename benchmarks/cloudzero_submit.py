@@ -48,6 +48,8 @@ DEFAULT_LATENCY_MS = 50.0  # a modest internet round trip to api.cloudzero.com
 RUN_BUDGET_S = 900.0  # the baseline gives up past this; packed is bounded by timeouts
 PACKAGES = {"HTTP client and data": ("httpx", "pyarrow")}
 CODE_UNDER_TEST = ("resources", "assets")
+# Resources of three dimensions, as a team would configure for spend by agent.
+RESOURCE_DIMENSIONS = ("department", "team", "agent")
 SPEND_SCHEMA = pa.schema(  # the columns of spend_by_agent that assets.cbf_rows.cbf_rows reads
     [("usage_hour", pa.timestamp("us", tz="UTC"))]
     + [(name, pa.string()) for name in ("department", "team", "agent")]
@@ -93,7 +95,7 @@ def generate_files(data_dir: Path, hours: int, resources: int, seed: int) -> dic
     """Each hour's ``cbf.csv`` under ``data_dir``, written by ``resources.cbf`` and read back."""
     rng, triples, files = random.Random(seed), resource_triples(resources), {}
     for hour in month_hours(hours):
-        rows = cbf_rows(spend_table(hour, triples, rng))
+        rows = cbf_rows(spend_table(hour, triples, rng), RESOURCE_DIMENSIONS)
         files[hour] = load_cbf_file(write_cbf_csv(rows, cbf_hour_path(data_dir, hour)))
     return files
 

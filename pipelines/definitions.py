@@ -10,21 +10,26 @@ import os
 import dagster as dg
 
 from assets.aggregates import (
+    AGGREGATE_CHECKS,
+    request_errors,
     spend_by_agent,
-    spend_by_agent_integrity,
     spend_by_department,
-    spend_by_department_integrity,
+    spend_by_model,
     spend_by_team,
-    spend_by_team_integrity,
 )
-from assets.billing import cloudzero_cbf, cloudzero_cbf_is_valid, cloudzero_submission
+from assets.billing import (
+    cloudzero_cbf,
+    cloudzero_cbf_is_valid,
+    cloudzero_month_within_limits,
+    cloudzero_submission,
+)
 from assets.events import spend_events, spend_events_integrity, spend_events_quality
 from assets.ingest import litellm_spend_logs, litellm_webhook_events
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
 from pipelines.schedules import hourly_spend_schedule
 from pipelines.sensors import cloudzero_cbf_sensor, late_landing_sensor
 from resources.attribution import AttributionMappingResource
-from resources.cloudzero import CloudZeroResource
+from resources.cloudzero import DEFAULT_RESOURCE_DIMENSIONS, CloudZeroResource
 from resources.lake import CHUNK_ROWS, LakeResource
 from resources.landing import LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
@@ -56,6 +61,8 @@ ASSETS = [
     spend_by_department,
     spend_by_team,
     spend_by_agent,
+    spend_by_model,
+    request_errors,
     cloudzero_cbf,
     cloudzero_submission,
 ]
@@ -64,10 +71,9 @@ JOBS = [hourly_spend_job, cloudzero_submit_job]
 CHECKS = [
     spend_events_integrity,
     spend_events_quality,
-    spend_by_department_integrity,
-    spend_by_team_integrity,
-    spend_by_agent_integrity,
+    *AGGREGATE_CHECKS,
     cloudzero_cbf_is_valid,
+    cloudzero_month_within_limits,
 ]
 
 
@@ -95,6 +101,9 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             timezone=env_or("CLOUDZERO_TIMEZONE", "UTC"),
             dry_run=env_flag("CLOUDZERO_DRY_RUN"),
             data_dir=data_dir,
+            resource_dimensions=env_or(
+                "CLOUDZERO_RESOURCE_DIMENSIONS", DEFAULT_RESOURCE_DIMENSIONS
+            ),
         ),
     }
 

@@ -10,7 +10,7 @@ LANE_TAG = "spend/lane"
 
 hourly_spend_job = dg.define_asset_job(
     "hourly_spend_job",
-    selection=dg.AssetSelection.assets("cloudzero_cbf").upstream(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("cloudzero_submission"),
     description="Landings and spend logs → spend_events → aggregates → one CBF file per hour.",
     # deploy/dagster.yaml lets one run with this tag rewrite the lake at a time.
     tags={LANE_TAG: "lake"},

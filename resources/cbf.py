@@ -11,12 +11,15 @@ Choices that other code and CloudZero rely on:
   ``Decimal("2E+3")`` → ``"2000"``. Any value with at most 18 fractional digits (the
   lake's ``DECIMAL(38, 18)`` scale) round-trips exactly: ``Decimal(format_cost(d)) == d``.
   A value with more fractional digits is rounded half-even to 18 first.
-* **Resource ids** are ``litellm/<department>/<team>/<agent>``, each part percent-encoded
-  outside the RFC 3986 unreserved set (so ``/`` → ``%2F`` and ``%`` → ``%25``). Percent-
-  encoding is injective and no encoded part contains ``/``, so distinct triples never
-  share an id. The id is built from exactly the tag values written on the row, so a
-  resource's tags never change (CloudZero keeps only the latest tags of a resource and
-  applies them to all history).
+* **Resources** are made of configured dimensions (``department, team, agent, provider,
+  model`` by default), each written as a ``resource/tag:<dimension>`` column after the
+  fixed columns, in the configured order.
+* **Resource ids** are ``litellm/<value 1>/<value 2>/…``, one part per dimension, each
+  percent-encoded outside the RFC 3986 unreserved set (so ``/`` → ``%2F`` and ``%`` →
+  ``%25``). Percent-encoding is injective and no encoded part contains ``/``, so for one set
+  of dimensions distinct values never share an id. The id is built from exactly the tag
+  values written on the row, so a resource's tags never change (CloudZero keeps only the
+  latest tags of a resource and applies them to all history).
 * **Tag values**: CloudZero documents no character set for ``resource/tag:<key>`` values,
   so we stay conservative: control characters (including CR, LF, TAB) become spaces,
   runs of whitespace collapse to one space, ends are trimmed, values are cut to 256
@@ -31,7 +34,7 @@ import decimal
 import hashlib
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -43,7 +46,8 @@ import pyarrow as pa
 
 from resources.lake import atomic_write, hive_dir
 
-CBF_COLUMNS: list[str] = [
+# Every CBF file starts with these columns; its resource's tag columns follow.
+BASE_COLUMNS: list[str] = [
     "time/usage_start",
     "lineitem/type",
     "lineitem/description",
@@ -52,11 +56,8 @@ CBF_COLUMNS: list[str] = [
     "usage/amount",
     "usage/units",
     "cost/cost",
-    "resource/tag:department",
-    "resource/tag:team",
-    "resource/tag:agent",
 ]
-CBF_SCHEMA = pa.schema([(name, pa.string()) for name in CBF_COLUMNS])
+TAG_PREFIX = "resource/tag:"
 
 LINEITEM_TYPE = "Usage"
 SERVICE = "LiteLLM"
@@ -118,21 +119,43 @@ def tag_value(value: str | None) -> str:
     return cleaned or UNATTRIBUTED
 
 
-def resource_id(department: str, team: str, agent: str) -> str:
-    """``litellm/<department>/<team>/<agent>``, each part percent-encoded (collision-free)."""
-    parts = (quote(str(part), safe="") for part in (department, team, agent))
+def cbf_columns(dimensions: Sequence[str]) -> list[str]:
+    """The columns of a CBF file whose resources are made of ``dimensions``."""
+    return [*BASE_COLUMNS, *(TAG_PREFIX + d for d in dimensions)]
+
+
+def cbf_schema(dimensions: Sequence[str]) -> pa.Schema:
+    return pa.schema([(name, pa.string()) for name in cbf_columns(dimensions)])
+
+
+def resource_id(values: Sequence[str]) -> str:
+    """``litellm/<value>/<value>/…``, each part percent-encoded (collision-free)."""
+    parts = (quote(str(part), safe="") for part in values)
     return "/".join((RESOURCE_PREFIX, *parts))
+
+
+def _check_header(header: Sequence[str] | None, where: object) -> list[str]:
+    """The header, if it is the base columns followed by tag columns only."""
+    header = list(header or [])
+    tags = header[len(BASE_COLUMNS) :]
+    if header[: len(BASE_COLUMNS)] != BASE_COLUMNS or not all(
+        c.startswith(TAG_PREFIX) and len(c) > len(TAG_PREFIX) for c in tags
+    ):
+        raise ValueError(
+            f"{where} is not a CBF file: header {header} is not {BASE_COLUMNS} followed by "
+            f"{TAG_PREFIX}<dimension> columns"
+        )
+    return header
 
 
 def cbf_csv_bytes(rows: pa.Table) -> bytes:
     """The exact bytes of ``cbf.csv``: header + rows, ``\\n`` line ends, UTF-8."""
-    if rows.column_names != CBF_COLUMNS:
-        raise ValueError(f"CBF rows must have columns {CBF_COLUMNS}, got {rows.column_names}")
+    columns = _check_header(rows.column_names, "the rows to write")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(CBF_COLUMNS)
+    writer.writerow(columns)
     for row in rows.to_pylist():
-        values = [row[c] for c in CBF_COLUMNS]
+        values = [row[c] for c in columns]
         if any(not isinstance(v, str) for v in values):
             raise ValueError(f"CBF values must be non-null strings, got {row}")
         writer.writerow(values)
@@ -170,14 +193,12 @@ def read_cbf_csv(path: str | PathLike[str]) -> list[dict[str, str]]:
 
 def _parse_cbf(text: str, path: str | PathLike[str]) -> list[dict[str, str]]:
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header != CBF_COLUMNS:
-        raise ValueError(f"{path} is not a CBF file: header {header} != {CBF_COLUMNS}")
+    header = _check_header(next(reader, None), path)
     rows: list[dict[str, str]] = []
     for line_no, values in enumerate(reader, start=2):
-        if len(values) != len(CBF_COLUMNS):
-            raise ValueError(f"{path}:{line_no} has {len(values)} fields, not {len(CBF_COLUMNS)}")
-        rows.append(dict(zip(CBF_COLUMNS, values, strict=True)))
+        if len(values) != len(header):
+            raise ValueError(f"{path}:{line_no} has {len(values)} fields, not {len(header)}")
+        rows.append(dict(zip(header, values, strict=True)))
     return rows
 
 
@@ -187,9 +208,14 @@ def cbf_hour_path(data_dir: str | PathLike[str], hour: datetime) -> Path:
     return hive_dir(Path(data_dir) / "cbf", hour) / CBF_FILE
 
 
+def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
+    """The exact sum of amounts (Python's default context would round to 28 digits)."""
+    total = Decimal(0)
+    for amount in amounts:
+        total = EXACT.add(total, amount)
+    return total
+
+
 def cost_total(rows: list[Mapping[str, str]]) -> Decimal:
     """Exact sum of ``cost/cost`` over CBF rows (dicts, as read from a file)."""
-    total = Decimal(0)
-    for row in rows:
-        total = EXACT.add(total, Decimal(row["cost/cost"]))
-    return total
+    return exact_sum(Decimal(row["cost/cost"]) for row in rows)

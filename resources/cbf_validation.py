@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from resources.cbf import CONTROL_CHARACTERS, MAX_TAG_VALUE, format_hour
+from resources.cbf import CONTROL_CHARACTERS, MAX_TAG_VALUE, TAG_PREFIX, format_hour
 
 REQUIRED_COLUMNS = (
     "time/usage_start",
@@ -25,7 +25,6 @@ REQUIRED_COLUMNS = (
 LINEITEM_TYPES = frozenset(
     "Usage Tax Support Purchase CommittedUsePurchase Discount Credit Fee Refund".split()
 )
-TAG_PREFIX = "resource/tag:"
 MAX_PROBLEMS = 10
 MAX_SHOWN = 60
 _ABSENT = object()

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import dagster as dg
 
-from resources.cbf import CbfFile, format_cost, format_hour
+from resources.cbf import TAG_PREFIX, CbfFile, format_cost, format_hour
 from resources.cloudzero_api import (
     AnyCostSender,
     AnyCostTransport,
@@ -36,6 +36,7 @@ from resources.cloudzero_bodies import (
     Body,
     delivery_units,
     pack_bodies,
+    row_bytes,
 )
 from resources.cloudzero_receipts import (
     CLEARED,
@@ -49,6 +50,9 @@ from resources.cloudzero_receipts import (
 from resources.cloudzero_report import (
     DRY_RUN,
     LIVE,
+    MONTH_BYTE_LIMIT,
+    MONTH_ROW_LIMIT,
+    OVER_MONTHLY_LIMIT,
     HourReport,
     MonthUsage,
     SubmissionReport,
@@ -66,6 +70,49 @@ REASON_LIVE = "credentials configured"
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
+# What a CloudZero resource can be made of: columns of spend_events. Each becomes a
+# resource/tag:<dimension> column and a part of the resource id, in the configured order.
+RESOURCE_DIMENSIONS = (
+    "department",
+    "team",
+    "agent",
+    "provider",
+    "model",
+    "model_group",
+    "call_type",
+)
+DEFAULT_RESOURCE_DIMENSIONS = "department,team,agent,provider,model"
+
+
+def parse_dimensions(spec: str) -> list[str]:
+    """``CLOUDZERO_RESOURCE_DIMENSIONS`` as a list, or a clear error."""
+    dimensions = [part.strip().lower() for part in spec.split(",") if part.strip()]
+    unknown = [d for d in dimensions if d not in RESOURCE_DIMENSIONS]
+    if not dimensions or unknown or len(set(dimensions)) != len(dimensions):
+        problem = (
+            f"unknown {', '.join(unknown)}"
+            if unknown
+            else ("none given" if not dimensions else "a dimension repeats")
+        )
+        raise ValueError(
+            f"CLOUDZERO_RESOURCE_DIMENSIONS={spec!r}: {problem}; give a comma-separated list of "
+            f"{', '.join(RESOURCE_DIMENSIONS)}"
+        )
+    return dimensions
+
+
+def widest_tag(rows: Sequence[Mapping[str, str]]) -> tuple[str, int] | None:
+    """The tag with the most distinct values among ``rows``, and how many."""
+    values: dict[str, set[str]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith(TAG_PREFIX):
+                values.setdefault(key[len(TAG_PREFIX) :], set()).add(value)
+    if not values:
+        return None
+    name = max(sorted(values), key=lambda k: len(values[k]))
+    return name, len(values[name])
+
 
 class CloudZeroResource(dg.ConfigurableResource):
     """A CloudZero AnyCost Stream connection (see the module docstring)."""
@@ -81,6 +128,13 @@ class CloudZeroResource(dg.ConfigurableResource):
     max_attempts: int = 8
     retry_budget_seconds: float = 600.0
     retry_base_delay_seconds: float = 1.0
+    resource_dimensions: str = DEFAULT_RESOURCE_DIMENSIONS
+    month_row_limit: int = MONTH_ROW_LIMIT
+    month_byte_limit: int = MONTH_BYTE_LIMIT
+
+    def dimensions(self) -> list[str]:
+        """What each CBF resource is made of (``CLOUDZERO_RESOURCE_DIMENSIONS``)."""
+        return parse_dimensions(self.resource_dimensions)
 
     @property
     def has_credentials(self) -> bool:
@@ -131,9 +185,14 @@ class CloudZeroResource(dg.ConfigurableResource):
             for hour, f in sorted(files.items())
         }
 
-    def month_usage(self, hours: Sequence[HourReport]) -> tuple[MonthUsage, ...]:
+    def month_usage(
+        self,
+        hours: Sequence[HourReport],
+        rows: Mapping[datetime, Sequence[Mapping[str, str]]] | None = None,
+    ) -> tuple[MonthUsage, ...]:
         """What each month of ``hours`` holds once they land: the hours sent (or, in a dry
-        run, to be sent) plus what the receipts say the month's other hours hold."""
+        run, to be sent) plus what the receipts say the month's other hours hold. ``rows``
+        (the hours' CBF rows) name the month's widest tag."""
         usage = []
         for month in sorted({f"{h.hour:%Y-%m}" for h in hours}):
             held = {
@@ -144,8 +203,40 @@ class CloudZeroResource(dg.ConfigurableResource):
             for h in hours:
                 if f"{h.hour:%Y-%m}" == month and h.operations:
                     held[format_hour(h.hour)] = (h.rows, h.bytes)
-            rows = sum(n for n, _ in held.values())
-            usage.append(MonthUsage(month, rows, sum(size for _, size in held.values())))
+            seen = [
+                r
+                for h, hour_rows in (rows or {}).items()
+                if f"{h:%Y-%m}" == month
+                for r in hour_rows
+            ]
+            usage.append(
+                MonthUsage(
+                    month,
+                    sum(n for n, _ in held.values()),
+                    sum(size for _, size in held.values()),
+                    self.month_row_limit,
+                    self.month_byte_limit,
+                    widest_tag(seen),
+                )
+            )
+        return tuple(usage)
+
+    def month_outlook(self, files: Mapping[datetime, CbfFile]) -> tuple[MonthUsage, ...]:
+        """What each month would hold with ``files`` sent as they are: the whole month's CBF
+        files in, the month's usage against CloudZero's limits out (nothing is sent)."""
+        usage = []
+        for month in sorted({f"{h:%Y-%m}" for h in files}):
+            rows = [r for h, f in files.items() if f"{h:%Y-%m}" == month for r in f.rows]
+            usage.append(
+                MonthUsage(
+                    month,
+                    len(rows),
+                    row_bytes(rows),
+                    self.month_row_limit,
+                    self.month_byte_limit,
+                    widest_tag(rows),
+                )
+            )
         return tuple(usage)
 
     def submit(
@@ -167,13 +258,26 @@ class CloudZeroResource(dg.ConfigurableResource):
         outbound = {h: files[h].rows for h, a in actions.items() if a is Action.SEND}
         outbound |= {h: [] for h, a in actions.items() if a is Action.CLEAR}
         bodies = pack_bodies(outbound, self.max_body_bytes)
-        skipped = [
-            HourReport(hour, "invalid", note="; ".join(invalid[hour])) for hour in invalid
-        ] + [
-            HourReport(hour, "unchanged" if a is Action.UNCHANGED else "nothing to send")
-            for hour, a in actions.items()
-            if a in (Action.UNCHANGED, Action.NOTHING)
-        ]
+        # CloudZero's monthly limits are checked before anything is sent: a month that
+        # would break them sends nothing (a partly sent month is worse than none).
+        planned = self.month_usage(hour_reports(bodies, lambda _: "planned"), outbound)
+        refused = {m.month: m.error for m in planned if m.over}
+        bodies = [b for b in bodies if b.month not in refused]
+        skipped = (
+            [HourReport(hour, "invalid", note="; ".join(invalid[hour])) for hour in invalid]
+            + [
+                HourReport(hour, "unchanged" if a is Action.UNCHANGED else "nothing to send")
+                for hour, a in actions.items()
+                if a in (Action.UNCHANGED, Action.NOTHING)
+            ]
+            + [
+                HourReport(hour, OVER_MONTHLY_LIMIT, note=refused[f"{hour:%Y-%m}"] or "")
+                for hour in outbound
+                if f"{hour:%Y-%m}" in refused
+            ]
+        )
+        for month, error in refused.items():
+            log(f"{month} not sent: {error}")
         log(
             f"{self.mode}: {len(outbound)} of {len(files)} hours to send in {len(bodies)} "
             f"bodies ({self.reason})"
@@ -183,7 +287,9 @@ class CloudZeroResource(dg.ConfigurableResource):
         else:
             report = self._deliver(bodies, run_id, actions, files, log)
         hours = tuple(sorted((*report.hours, *skipped), key=lambda h: h.hour))
-        months = self.month_usage(hours)
+        months = tuple(m for m in planned if m.over) + tuple(
+            m for m in self.month_usage(hours, outbound) if m.month not in refused
+        )
         return SubmissionReport(**{**report.__dict__, "hours": hours, "months": months})
 
     def _deliver(

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from resources.cbf import CBF_COLUMNS, SERVICE, USAGE_UNITS, cost_total, format_hour
+from resources.cbf import BASE_COLUMNS, SERVICE, USAGE_UNITS, cost_total, format_hour
 
 MAX_BODY_BYTES = 5_000_000  # CloudZero's limit on an uncompressed request body
 BODY_SAFETY_MARGIN = 250_000  # headroom for any difference in how the server counts
@@ -42,7 +42,7 @@ OPERATIONS = (REPLACE_HOURLY, SUM)
 EMPTY_HOUR_RESOURCE_ID = "litellm/empty-hour"
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-_COLUMN_ORDER = {name: i for i, name in enumerate(CBF_COLUMNS)}
+_COLUMN_ORDER = {name: i for i, name in enumerate(BASE_COLUMNS)}
 
 
 def dumps(value: Any) -> str:
@@ -50,12 +50,11 @@ def dumps(value: Any) -> str:
 
 
 def _canonical_row(row: Mapping[str, str]) -> dict[str, str]:
-    """A copy of a CBF row with string values and keys in CBF order (unknown keys last)."""
+    """A copy of a CBF row with string values, the base columns first in CBF order, then
+    the rest (tags) by name, so the same row always makes the same bytes."""
     for key, value in row.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"CBF rows hold strings only; {key!r} is {type(value).__name__}")
-    if list(row) == CBF_COLUMNS:  # as read from a CBF file: already in order
-        return dict(row)
     keys = sorted(row, key=lambda k: (_COLUMN_ORDER.get(k, len(_COLUMN_ORDER)), k))
     return {k: row[k] for k in keys}
 
@@ -256,6 +255,12 @@ def delivery_units(bodies: Sequence[Body]) -> list[list[Body]]:
         else:
             units.append([body])
     return units
+
+
+def row_bytes(rows: Sequence[Mapping[str, str]]) -> int:
+    """The bytes these rows take in request bodies (their JSON, without separators): what
+    CloudZero counts against a month's byte limit."""
+    return sum(len(dumps(_canonical_row(r))) for r in rows)
 
 
 def rows_by_hour(bodies: Sequence[Body]) -> dict[datetime, list[dict[str, str]]]:

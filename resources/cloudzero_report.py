@@ -11,13 +11,15 @@ from typing import Any
 
 import dagster as dg
 
-from resources.cbf import cost_total, format_cost, format_hour
+from resources.cbf import cost_total, exact_sum, format_cost, format_hour
 from resources.cloudzero_bodies import EMPTY_HOUR_RESOURCE_ID, Body
 
 LIVE, DRY_RUN = "live", "dry_run"
-# CloudZero's limits per month and connection.
+# CloudZero's limits per month and connection (the resource's defaults; tests lower them).
 MONTH_ROW_LIMIT = 1_000_000
 MONTH_BYTE_LIMIT = 70_000_000
+MONTH_WARN_SHARE = Decimal("0.8")  # the warning check speaks up from here
+OVER_MONTHLY_LIMIT = "over monthly limit"
 
 
 @dataclass(frozen=True)
@@ -52,19 +54,42 @@ class HourReport:
 
 @dataclass(frozen=True)
 class MonthUsage:
-    """Rows and row bytes a month holds in CloudZero once this submission lands."""
+    """Rows and row bytes (as JSON, as sent) a month holds in CloudZero once a submission
+    lands, against CloudZero's limits, and the tag with the most distinct values."""
 
     month: str
     rows: int
     bytes: int
+    row_limit: int = MONTH_ROW_LIMIT
+    byte_limit: int = MONTH_BYTE_LIMIT
+    widest_tag: tuple[str, int] | None = None  # (dimension, distinct values) of the rows seen
 
     @property
-    def warning(self) -> str | None:
-        if self.rows <= MONTH_ROW_LIMIT and self.bytes <= MONTH_BYTE_LIMIT:
+    def share(self) -> Decimal:
+        """The larger of rows and bytes as a share of their limit."""
+        return max(Decimal(self.rows) / self.row_limit, Decimal(self.bytes) / self.byte_limit)
+
+    @property
+    def over(self) -> bool:
+        return self.rows > self.row_limit or self.bytes > self.byte_limit
+
+    def describe(self) -> str:
+        text = (
+            f"{self.month} would hold {self.rows:,} rows and {self.bytes:,} bytes in CloudZero; "
+            f"the limit is {self.row_limit:,} rows and {self.byte_limit:,} bytes per month"
+        )
+        if self.widest_tag:
+            name, count = self.widest_tag
+            text += f"; the dimension with the most distinct values is {name} ({count:,})"
+        return text
+
+    @property
+    def error(self) -> str | None:
+        if not self.over:
             return None
         return (
-            f"{self.month} holds {self.rows:,} rows / {self.bytes:,} bytes, over CloudZero's "
-            f"{MONTH_ROW_LIMIT:,} rows / {MONTH_BYTE_LIMIT:,} bytes per month"
+            f"{self.describe()}. Nothing of {self.month} was sent: make resources coarser "
+            "(CLOUDZERO_RESOURCE_DIMENSIONS without that dimension) and restate the month"
         )
 
 
@@ -90,11 +115,12 @@ class SubmissionReport:
 
     @property
     def failed_hours(self) -> tuple[HourReport, ...]:
-        return tuple(h for h in self.hours if h.status in ("invalid", "failed", "not sent"))
+        failed = ("invalid", "failed", "not sent", OVER_MONTHLY_LIMIT)
+        return tuple(h for h in self.hours if h.status in failed)
 
     @property
     def cost_total(self) -> Decimal:
-        return sum((h.cost_total for h in self.hours if h.operations), Decimal(0))
+        return exact_sum(h.cost_total for h in self.hours if h.operations)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -138,9 +164,9 @@ class SubmissionReport:
         for month in self.months:
             meta[f"month/{month.month}/rows"] = month.rows
             meta[f"month/{month.month}/bytes"] = month.bytes
-        warnings = [m.warning for m in self.months if m.warning]
-        if warnings:
-            meta["month_limit_warnings"] = dg.MetadataValue.text("; ".join(warnings))
+        errors = [m.error for m in self.months if m.error]
+        if errors:
+            meta["month_limit_errors"] = dg.MetadataValue.text("; ".join(errors))
         if self.error:
             meta["error"] = dg.MetadataValue.text(self.error)
         if self.directory is not None:

@@ -20,6 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from resources.litellm_usage import cache_token_counts
+
 # The attribution headers a landed line can carry (the reader's schema). A deployment may
 # fill one from a differently named request header: see ``attribution_header_map``.
 DEFAULT_ATTRIBUTION_HEADERS = ("x-department", "x-team", "x-agent", "x-litellm-tags")
@@ -52,6 +54,9 @@ LANDING_SCHEMA = pa.schema(
         ("user_id", pa.string()),
         ("headers", HEADERS_TYPE),
         ("error_class", pa.string()),
+        ("error_code", pa.string()),
+        ("cache_read_tokens", pa.int64()),
+        ("cache_creation_tokens", pa.int64()),
         ("received_at", pa.float64()),
     ]
 )
@@ -241,7 +246,9 @@ def landing_record(
     tags = payload.get("request_tags") or []
     if not isinstance(tags, list):
         raise InvalidEvent("request_tags is not a list")
-    error = payload.get("error_information") or {}
+    error = payload.get("error_information")
+    error = error if isinstance(error, Mapping) else {}
+    cache_read, cache_creation = cache_token_counts(metadata.get("usage_object"))
     return {
         "request_id": request_id,
         "litellm_call_id": call_id,
@@ -273,9 +280,10 @@ def landing_record(
             for landed, source in (header_map or DEFAULT_HEADER_MAP).items()
             if custom.get(source) not in (None, "")
         },
-        "error_class": _text(error.get("error_class"), "error_class")
-        if isinstance(error, Mapping)
-        else None,
+        "error_class": _text(error.get("error_class"), "error_class") or None,
+        "error_code": _text(error.get("error_code"), "error_code") or None,
+        "cache_read_tokens": cache_read,
+        "cache_creation_tokens": cache_creation,
         "received_at": received_at,
     }
 

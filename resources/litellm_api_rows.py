@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from resources.litellm_usage import cache_token_counts
 from resources.spend_logs import SPEND_LOG_SCHEMA
 
 
@@ -21,6 +22,8 @@ class RowMetadata(msgspec.Struct, gc=False):
     user_api_key_alias: Any = None
     user_api_key_team_alias: Any = None
     user_api_key_user_id: Any = None
+    error_information: Any = None  # only error_class and error_code are read
+    usage_object: Any = None  # only the cache token counts are read
 
 
 class Row(msgspec.Struct, gc=False, rename={"start_time": "startTime", "end_time": "endTime"}):
@@ -41,6 +44,7 @@ class Row(msgspec.Struct, gc=False, rename={"start_time": "startTime", "end_time
     team_id: str | None = None
     user: str | None = None
     metadata: RowMetadata | str | None = None
+    cache_hit: Any = None  # the text column: 'True', 'False' or ''
 
 
 class Page(msgspec.Struct, gc=False):
@@ -81,7 +85,13 @@ def spend_log_table(rows: list[Row]) -> pa.Table:
         "user_id": [
             r.user or _text(m.user_api_key_user_id) for r, m in zip(rows, metadata, strict=True)
         ],
+        "error_class": [_error_field(m.error_information, "error_class") for m in metadata],
+        "error_code": [_error_field(m.error_information, "error_code") for m in metadata],
+        "cache_hit": [None if r.cache_hit is None else str(r.cache_hit) for r in rows],
     }
+    cache_tokens = [cache_token_counts(m.usage_object) for m in metadata]
+    columns["cache_read_tokens"] = [read for read, _ in cache_tokens]
+    columns["cache_creation_tokens"] = [creation for _, creation in cache_tokens]
     arrays = [pa.array(columns[field.name], type=field.type) for field in SPEND_LOG_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SPEND_LOG_SCHEMA)
 
@@ -99,6 +109,13 @@ def _metadata(value: RowMetadata | str | None) -> RowMetadata:
         except msgspec.DecodeError:  # LiteLLM itself reads unparsable metadata as {}
             return _NO_METADATA
     return _NO_METADATA
+
+
+def _error_field(error_information: Any, name: str) -> str | None:
+    """``error_information ->> name`` as the database reader takes it."""
+    if not isinstance(error_information, dict):
+        return None
+    return _text(error_information.get(name))
 
 
 def _text(value: Any) -> str | None:

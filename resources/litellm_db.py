@@ -19,13 +19,14 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import adbc_driver_postgresql.dbapi as adbc_pg
 import pyarrow as pa
 
+from resources.litellm_usage import CACHE_CREATION_PATHS, CACHE_READ_PATHS, cache_tokens_sql
 from resources.spend_logs import SPEND_LOG_SCHEMA
 
 # The window's bounds are written into the text as timestamp literals (from datetimes,
 # never from user input): with bound parameters the ADBC driver runs a prepared statement
 # and buffers the whole result in libpq, while an unparameterised query streams through
 # COPY (half the peak memory in benchmarks/results/spend_logs_pull.md). jsonb_to_record
-# decompresses metadata once for its three values, where three ->> would do it thrice.
+# decompresses metadata once for the values it takes, where one ->> each would do it again.
 SPEND_LOGS_SQL = """
 SELECT
     s.request_id,
@@ -45,13 +46,27 @@ SELECT
     s.team_id,
     m.user_api_key_alias AS key_alias,
     m.user_api_key_team_alias AS team_alias,
-    coalesce(nullif(s."user", ''), m.user_api_key_user_id) AS user_id
+    coalesce(nullif(s."user", ''), m.user_api_key_user_id) AS user_id,
+    m.error_information->>'error_class' AS error_class,
+    m.error_information->>'error_code' AS error_code,
+    s.cache_hit,
+    {cache_read} AS cache_read_tokens,
+    {cache_creation} AS cache_creation_tokens
 FROM "LiteLLM_SpendLogs" AS s
 CROSS JOIN LATERAL jsonb_to_record(
-    CASE WHEN jsonb_typeof(s.metadata) = 'object' THEN s.metadata ELSE '{{}}' END
-) AS m(user_api_key_alias text, user_api_key_team_alias text, user_api_key_user_id text)
-WHERE s."startTime" >= {start} AND s."startTime" < {end}
-"""
+    CASE WHEN jsonb_typeof(s.metadata) = 'object' THEN s.metadata ELSE '{{{{}}}}' END
+) AS m(
+    user_api_key_alias text,
+    user_api_key_team_alias text,
+    user_api_key_user_id text,
+    error_information jsonb,
+    usage_object jsonb
+)
+WHERE s."startTime" >= {{start}} AND s."startTime" < {{end}}
+""".format(
+    cache_read=cache_tokens_sql("m.usage_object", CACHE_READ_PATHS),
+    cache_creation=cache_tokens_sql("m.usage_object", CACHE_CREATION_PATHS),
+)
 
 
 def spend_logs_sql(start: datetime, end: datetime) -> str:

@@ -37,5 +37,11 @@ RAW_SPEND_SCHEMA = pa.schema(
         ("header_team", pa.string()),
         ("header_agent", pa.string()),
         ("header_tags", pa.string()),
+        # Missing is null, never a made-up zero: a source that does not say, did not say.
+        ("error_class", pa.string()),  # e.g. RateLimitError (LiteLLM's error_information)
+        ("error_code", pa.string()),  # the provider's or HTTP status code, as text
+        ("cache_hit", pa.bool_()),  # LiteLLM answered from its response cache
+        ("cache_read_tokens", pa.int64()),  # prompt tokens served from the provider's cache
+        ("cache_creation_tokens", pa.int64()),  # prompt tokens written to it
     ]
 )

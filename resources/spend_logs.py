@@ -34,6 +34,11 @@ SPEND_LOG_SCHEMA = pa.schema(
         ("key_alias", pa.string()),  # metadata.user_api_key_alias
         ("team_alias", pa.string()),  # metadata.user_api_key_team_alias
         ("user_id", pa.string()),  # "user", else metadata.user_api_key_user_id
+        ("error_class", pa.string()),  # metadata.error_information.error_class
+        ("error_code", pa.string()),  # metadata.error_information.error_code
+        ("cache_hit", pa.string()),  # the cache_hit column: 'True', 'False' or ''
+        ("cache_read_tokens", pa.int64()),  # metadata.usage_object (see CACHE_TOKEN_PATHS)
+        ("cache_creation_tokens", pa.int64()),
     ]
 )
 
@@ -66,7 +71,12 @@ SELECT
     NULL AS header_department,
     NULL AS header_team,
     NULL AS header_agent,
-    NULL AS header_tags
+    NULL AS header_tags,
+    nullif(error_class, '') AS error_class,
+    nullif(error_code, '') AS error_code,
+    CASE lower(cache_hit) WHEN 'true' THEN true WHEN 'false' THEN false END AS cache_hit,
+    cache_read_tokens,
+    cache_creation_tokens
 FROM logs
 """
 

@@ -8,22 +8,25 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from assets.schemas import aggregate_schema
+from assets.schemas import AGGREGATES
 from resources.cbf import (
-    CBF_COLUMNS,
-    CBF_SCHEMA,
     CbfFile,
+    cbf_columns,
     cbf_hour_path,
+    cbf_schema,
     format_hour,
     load_cbf_file,
     write_cbf_csv,
 )
 from resources.cloudzero_bodies import EMPTY_HOUR_RESOURCE_ID
 
+# The grain of spend_by_agent, which the sample tables here have.
+AGENT_DIMENSIONS = ["department", "team", "agent"]
+
 
 def spend_table(rows: list[dict]) -> pa.Table:
     """A ``spend_by_agent`` table of ``rows``, the measures not given filled in."""
-    schema = aggregate_schema(["department", "team", "agent"])  # spend_by_agent
+    schema = AGGREGATES["spend_by_agent"].schema  # spend_by_agent
     defaults = {
         "prompt_tokens": 0,
         "completion_tokens": 0,
@@ -51,7 +54,7 @@ def row(hour: datetime, agent: str, cost: str = "0.25") -> dict[str, str]:
         "ap",
         agent,
     ]
-    return dict(zip(CBF_COLUMNS, values, strict=True))
+    return dict(zip(cbf_columns(AGENT_DIMENSIONS), values, strict=True))
 
 
 def hour_rows(hour: datetime, n: int, prefix: str = "agent") -> list[dict[str, str]]:
@@ -64,7 +67,7 @@ def write_cbf_files(
     """Each hour's rows written as its ``cbf.csv`` under ``data_dir``, read back."""
     files = {}
     for hour, rows in hours.items():
-        table = pa.Table.from_pylist([dict(r) for r in rows], schema=CBF_SCHEMA)
+        table = pa.Table.from_pylist([dict(r) for r in rows], schema=cbf_schema(AGENT_DIMENSIONS))
         files[hour] = load_cbf_file(write_cbf_csv(table, cbf_hour_path(data_dir, hour)))
     return files
 

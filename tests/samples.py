@@ -33,10 +33,12 @@ PUBLIC_ASSETS = (
     "spend_by_department",
     "spend_by_team",
     "spend_by_agent",
+    "spend_by_model",
+    "request_errors",
     "cloudzero_cbf",
     "cloudzero_submission",
 )
-LAKE_ASSETS = PUBLIC_ASSETS[:6]  # the ones stored as hourly Parquet
+LAKE_ASSETS = PUBLIC_ASSETS[:8]  # the ones stored as hourly Parquet
 
 HOUR0 = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
 

@@ -10,11 +10,11 @@ import pytest
 
 from assets.cbf_rows import cbf_rows
 from resources.cbf import (
-    CBF_COLUMNS,
+    cbf_columns,
     read_cbf_csv,
     write_cbf_csv,
 )
-from tests.cbf_rows import spend_table
+from tests.cbf_rows import AGENT_DIMENSIONS, spend_table
 
 H0 = datetime(2025, 3, 1, 10, tzinfo=timezone.utc)
 H1 = H0 + timedelta(hours=1)
@@ -75,8 +75,8 @@ def test_cbf_rows_strings_sums_and_order():
             },
         ]
     )
-    out = cbf_rows(table)
-    assert out.column_names == CBF_COLUMNS
+    out = cbf_rows(table, AGENT_DIMENSIONS)
+    assert out.column_names == cbf_columns(AGENT_DIMENSIONS)
     assert all(pa.types.is_string(t) for t in out.schema.types)
     rows = out.to_pylist()
     assert [(r["time/usage_start"], r["resource/id"]) for r in rows] == [
@@ -120,7 +120,8 @@ def test_cbf_rows_keeps_zero_cost_rows():
                     "requests": 1,
                 }
             ]
-        )
+        ),
+        AGENT_DIMENSIONS,
     ).to_pylist()
     assert len(out) == 1 and out[0]["cost/cost"] == "0"
 
@@ -140,7 +141,7 @@ def test_cbf_rows_tags_are_constant_per_resource_id():
             for i, (d, t) in enumerate(itertools.product(names, repeat=2))
         ]
     )
-    rows = cbf_rows(table).to_pylist()
+    rows = cbf_rows(table, AGENT_DIMENSIONS).to_pylist()
     tags_by_id: dict[str, set] = {}
     for r in rows:
         tags = (r["resource/tag:department"], r["resource/tag:team"], r["resource/tag:agent"])
@@ -165,19 +166,19 @@ def test_cbf_rows_is_deterministic_whatever_the_input_order():
     ]
     for r in rows:
         r["cost"] = r["cost"].quantize(Decimal("1E-18"))
-    a = cbf_rows(spend_table(rows))
-    b = cbf_rows(spend_table(list(reversed(rows))))
+    a = cbf_rows(spend_table(rows), AGENT_DIMENSIONS)
+    b = cbf_rows(spend_table(list(reversed(rows))), AGENT_DIMENSIONS)
     assert a.equals(b)
 
 
 def test_cbf_rows_empty_table():
-    out = cbf_rows(spend_table([]))
-    assert out.num_rows == 0 and out.column_names == CBF_COLUMNS
+    out = cbf_rows(spend_table([]), AGENT_DIMENSIONS)
+    assert out.num_rows == 0 and out.column_names == cbf_columns(AGENT_DIMENSIONS)
 
 
 def test_cbf_rows_names_missing_columns():
     with pytest.raises(ValueError, match="usage_hour"):
-        cbf_rows(pa.table({"department": ["d"]}))
+        cbf_rows(pa.table({"department": ["d"]}), AGENT_DIMENSIONS)
 
 
 # --- CSV ---------------------------------------------------------------------------------
@@ -204,7 +205,8 @@ def test_csv_is_byte_deterministic_and_round_trips(tmp_path: Path):
                     "total_tokens": 4,
                 },
             ]
-        )
+        ),
+        AGENT_DIMENSIONS,
     )
     first, second = tmp_path / "a" / "cbf.csv", tmp_path / "b" / "cbf.csv"
     write_cbf_csv(rows, first)
@@ -212,7 +214,7 @@ def test_csv_is_byte_deterministic_and_round_trips(tmp_path: Path):
     assert first.read_bytes() == second.read_bytes()
     data = first.read_bytes()
     assert b"\r" not in data and data.endswith(b"\n")
-    assert data.decode("utf-8").splitlines()[0] == ",".join(CBF_COLUMNS)
+    assert data.decode("utf-8").splitlines()[0] == ",".join(cbf_columns(AGENT_DIMENSIONS))
     assert read_cbf_csv(first) == rows.to_pylist()
     # rewriting the same rows leaves the file byte-identical (and leaves no temp files)
     write_cbf_csv(rows, first)
@@ -222,6 +224,6 @@ def test_csv_is_byte_deterministic_and_round_trips(tmp_path: Path):
 
 def test_csv_of_an_empty_hour_is_header_only(tmp_path: Path):
     path = tmp_path / "cbf.csv"
-    write_cbf_csv(cbf_rows(spend_table([])), path)
-    assert path.read_bytes() == (",".join(CBF_COLUMNS) + "\n").encode()
+    write_cbf_csv(cbf_rows(spend_table([]), AGENT_DIMENSIONS), path)
+    assert path.read_bytes() == (",".join(cbf_columns(AGENT_DIMENSIONS)) + "\n").encode()
     assert read_cbf_csv(path) == []

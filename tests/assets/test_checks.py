@@ -29,13 +29,13 @@ from assets.quality_checks import (
     unattributed_share_outcome,
     zero_cost_outcome,
 )
-from assets.schemas import AGGREGATE_DIMENSIONS, SPEND_EVENTS_SCHEMA, aggregate_schema
+from assets.schemas import AGGREGATES, SPEND_EVENTS_SCHEMA
 from resources.attribution import load_mapping
 from tests.samples import EMPTY, HOUR0, raw_row, raw_table
 
 H1 = HOUR0 + timedelta(hours=1)
 HOURS = [HOUR0, H1]
-TEAM = AGGREGATE_DIMENSIONS["spend_by_team"]
+TEAM = AGGREGATES["spend_by_team"]
 
 
 def events_of(*rows: dict, spend_logs: tuple[dict, ...] = ()) -> pa.Table:
@@ -66,7 +66,10 @@ def replace(table: pa.Table, column: str, row: int, value) -> pa.Table:
 
 def test_spend_events_as_built_have_the_contract_schema():
     outcome = schema_outcome(sample_events(), SPEND_EVENTS_SCHEMA)
-    assert outcome.passed and outcome.metadata == {"columns": 30, "problems": 0}
+    assert outcome.passed and outcome.metadata == {
+        "columns": len(SPEND_EVENTS_SCHEMA),
+        "problems": 0,
+    }
 
 
 def test_schema_names_missing_extra_retyped_and_reordered_columns():
@@ -172,8 +175,8 @@ def test_negative_or_missing_costs_fail_and_are_listed():
 
 def test_aggregate_costs_are_checked_with_their_dimensions():
     teams = aggregate_spend(sample_events(), TEAM)
-    assert cost_non_negative_outcome(teams, TEAM).passed
-    outcome = cost_non_negative_outcome(replace(teams, "cost", 0, Decimal("-1")), TEAM)
+    assert cost_non_negative_outcome(teams, TEAM.dimensions).passed
+    outcome = cost_non_negative_outcome(replace(teams, "cost", 0, Decimal("-1")), TEAM.dimensions)
     [offender] = outcome.tables["offenders"].to_pylist()
     assert (offender["department"], offender["team"]) == ("eng", "sre")
 
@@ -181,11 +184,11 @@ def test_aggregate_costs_are_checked_with_their_dimensions():
 # --- aggregates reconcile with spend_events -------------------------------------------------
 
 
-@pytest.mark.parametrize("name", AGGREGATE_DIMENSIONS)
+@pytest.mark.parametrize("name", [n for n, spec in AGGREGATES.items() if not spec.failed_only])
 def test_each_aggregate_reconciles_hour_by_hour(name):
     events = sample_events()
-    table = aggregate_spend(events, AGGREGATE_DIMENSIONS[name])
-    assert table.schema == aggregate_schema(AGGREGATE_DIMENSIONS[name])
+    table = aggregate_spend(events, AGGREGATES[name])
+    assert table.schema == AGGREGATES[name].schema
     outcome = reconcile_outcome(table, events, HOURS)
     assert outcome.passed, outcome.summary
     assert outcome.metadata["hours_checked"] == 2
@@ -193,14 +196,23 @@ def test_each_aggregate_reconciles_hour_by_hour(name):
     assert Decimal(outcome.metadata["aggregate_cost"]) == Decimal("1.300179999999999999")
 
 
-def test_a_difference_within_the_tolerance_passes_and_beyond_it_fails():
+def test_request_errors_reconcile_with_the_failed_requests_only():
+    events = replace(sample_events(), "failed", 0, True)
+    errors = aggregate_spend(events, AGGREGATES["request_errors"])
+    assert errors.num_rows == 1
+    assert reconcile_outcome(errors, events, HOURS, failed_only=True).passed
+    assert not reconcile_outcome(errors, events, HOURS).passed  # against every request: short
+
+
+def test_reconciliation_is_exact_unless_given_a_tolerance():
     events = sample_events()
     teams = aggregate_spend(events, TEAM)
     first = teams["cost"][0].as_py()
-    nudged = replace(teams, "cost", 0, first + Decimal("1e-10"))
-    assert reconcile_outcome(nudged, events, HOURS).passed
+    nudged = replace(teams, "cost", 0, first + Decimal("1e-18"))
+    assert not reconcile_outcome(nudged, events, HOURS).passed
+    assert reconcile_outcome(nudged, events, HOURS, tolerance=Decimal("1e-9")).passed
     off = replace(teams, "cost", 0, first + Decimal("2e-9"))
-    outcome = reconcile_outcome(off, events, HOURS)
+    outcome = reconcile_outcome(off, events, HOURS, tolerance=Decimal("1e-9"))
     assert not outcome.passed
     [hour] = outcome.tables["failing_hours"].to_pylist()
     assert hour["hour"] == f"{HOUR0:%Y-%m-%dT%H}:00Z"

@@ -88,3 +88,29 @@ def test_a_request_id_naming_two_calls_is_not_used_to_join():
     db = raw_table(raw_row("ignored", litellm_call_id=None, request_id="dup", cost="0.3"))
     webhook = raw_table(raw_row("c1", request_id="dup"), raw_row("c2", request_id="dup"))
     assert sorted(by_key(build_spend_events(db, webhook, MAPPING))) == ["c1", "c2", "dup"]
+
+
+def test_errors_and_caching_come_from_the_database_when_it_says_else_the_webhook():
+    db = raw_table(
+        raw_row("both", error_class="RateLimitError", error_code="429", cache_read_tokens=40),
+        raw_row("db-silent"),
+    )
+    webhook = raw_table(
+        raw_row("both", error_class="APIError", error_code="500", cache_hit=False),
+        raw_row("db-silent", error_class="Timeout", cache_hit=True, cache_creation_tokens=7),
+        raw_row("wh-only"),
+    )
+    rows = by_key(build_spend_events(db, webhook, MAPPING))
+    fields = (
+        "error_class",
+        "error_code",
+        "cache_hit",
+        "cache_read_tokens",
+        "cache_creation_tokens",
+    )
+    got = {key: tuple(rows[key][f] for f in fields) for key in rows}
+    assert got == {
+        "both": ("RateLimitError", "429", False, 40, None),
+        "db-silent": ("Timeout", None, True, None, 7),
+        "wh-only": (None, None, None, None, None),  # nobody said: null, never zero
+    }

@@ -15,6 +15,7 @@ from assets.cbf_rows import cbf_rows
 from benchmarks.cloudzero_submit import (
     MONTH_BYTE_LIMIT,
     MONTH_START,
+    RESOURCE_DIMENSIONS,
     SPEND_SCHEMA,
     MonthTotals,
     Run,
@@ -58,7 +59,7 @@ def test_spend_table_is_spend_by_agent_shaped_with_6_to_12_decimal_costs():
     assert all(Decimal(0) < c < Decimal(10) for c in costs)
     places = {-c.normalize().as_tuple().exponent for c in costs}
     assert places <= set(range(1, 13)) and max(places) > 6
-    rows = cbf_rows(table)
+    rows = cbf_rows(table, RESOURCE_DIMENSIONS)
     assert rows.num_rows == 50 and len(set(rows["resource/id"].to_pylist())) == 50
     again = spend_table(MONTH_START, resource_triples(50), random.Random(1))
     assert again.equals(table)

@@ -20,7 +20,7 @@ from benchmarks.busy_hour import HOUR, main, verify
 from benchmarks.month_backfill import HOURS, MONTH_START, landed_month, slice_hours
 from benchmarks.pipeline_run import tree_rss_mib
 from benchmarks.spend_data import copy_hour_shifted, land_hour, land_month
-from resources.cbf import CBF_COLUMNS, cbf_hour_path, read_cbf_csv, write_cbf_csv
+from resources.cbf import cbf_hour_path, read_cbf_csv, write_cbf_csv
 from resources.landing import LandingZone
 
 H0 = datetime(2026, 4, 1, tzinfo=timezone.utc)
@@ -58,7 +58,7 @@ def test_a_pipeline_result_that_differs_from_the_baseline_is_refused(busy_hour_r
     path = cbf_hour_path(data_dir, HOUR)
     rows = read_cbf_csv(path)
     rows[0]["cost/cost"] = str(Decimal(rows[0]["cost/cost"]) + Decimal("0.000001"))
-    write_cbf_csv(pa.table({c: [r[c] for r in rows] for c in CBF_COLUMNS}), path)
+    write_cbf_csv(pa.table({c: [r[c] for r in rows] for c in rows[0]}), path)
     with pytest.raises(RuntimeError, match="CBF file differs"):
         verify(data_dir, data_dir / "sample_attribution.yaml")
 

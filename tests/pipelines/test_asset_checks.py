@@ -36,7 +36,7 @@ from assets.partitions import partition_key
 from assets.quality_checks import (
     UNATTRIBUTED_SHARE_ENV,
 )
-from assets.schemas import AGGREGATE_DIMENSIONS
+from assets.schemas import AGGREGATES
 from demo.traffic import Traffic, generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, CHECKS
 from pipelines.jobs import partition_range_tags
@@ -98,15 +98,17 @@ def test_a_clean_run_passes_every_blocking_check_and_the_warnings_describe_the_t
     assert result.success
     found = evaluations(result)
     assert set(found) == check_keys()
-    assert len(blocking_keys()) == 13
+    assert len(blocking_keys()) == 19  # 3 on spend_events, 3 on each of 5 aggregates, 1 on CBF
     for key in blocking_keys():
         assert found[key].passed, (key, found[key].description)
         assert found[key].severity == dg.AssetCheckSeverity.ERROR
 
-    for name in AGGREGATE_DIMENSIONS:
+    failed_cost = sum((r.cost for r in pipeline.traffic.requests if r.failed), Decimal(0))
+    for name, spec in AGGREGATES.items():
         meta = found[(name, "reconciles_with_spend_events")].metadata
         assert meta["hours_checked"].value == len(HOURS)
-        assert abs(Decimal(meta["aggregate_cost"].value) - pipeline.traffic.total_cost) <= TOLERANCE
+        expected = failed_cost if spec.failed_only else pipeline.traffic.total_cost
+        assert abs(Decimal(meta["aggregate_cost"].value) - expected) <= TOLERANCE
     unique = found[("spend_events", "one_row_per_request")].metadata
     assert unique["rows_checked"].value == len(pipeline.traffic.requests)
 
@@ -323,7 +325,7 @@ def test_the_cbf_asset_reconciles_each_hour_before_writing_any_file(pipeline):
     result = dg.materialize(
         [cloudzero_cbf],
         instance=pipeline.instance,
-        resources={"lake": lake},
+        resources={"lake": lake, "cloudzero": pipeline.resources["cloudzero"]},
         tags=partition_range_tags(partition_key(HOURS[0]), partition_key(HOURS[-1])),
         raise_on_error=False,
     )

@@ -90,7 +90,9 @@ def test_cost_and_requests_reconcile_from_landing_to_cbf(pipeline_run):
     landing_cost = sum(unique.values(), Decimal(0))
     assert abs(landing_cost - traffic.total_cost) == 0
 
-    stage_costs = {asset: lake_total(data_dir, asset) for asset in LAKE_ASSETS[2:]}
+    # Every stage from spend_events on carries all the money; request_errors the failed part.
+    stages = [asset for asset in LAKE_ASSETS[2:] if asset != "request_errors"]
+    stage_costs = {asset: lake_total(data_dir, asset) for asset in stages}
     cbf = [row for f in sorted((data_dir / "cbf").rglob("cbf.csv")) for row in read_cbf_csv(f)]
     stage_costs["cloudzero_cbf"] = sum((Decimal(r["cost/cost"]) for r in cbf), Decimal(0))
     bodies = sorted((data_dir / "cloudzero" / "dry_run").rglob("body-*.json"))
@@ -101,8 +103,11 @@ def test_cost_and_requests_reconcile_from_landing_to_cbf(pipeline_run):
 
     requests = len(traffic.requests)
     assert sum(pq.read_table(f).num_rows for f in lake_files(data_dir, "spend_events")) == requests
-    for asset in LAKE_ASSETS[3:]:
+    for asset in stages[1:]:
         assert lake_total(data_dir, asset, "requests") == requests
+    failed = [r for r in traffic.requests if r.failed]
+    assert lake_total(data_dir, "request_errors", "requests") == len(failed) > 0
+    assert lake_total(data_dir, "request_errors") == sum((r.cost for r in failed), Decimal(0))
     assert (
         lake_total(data_dir, "litellm_webhook_events", "total_tokens")
         > lake_total(data_dir, "spend_events", "total_tokens")
@@ -169,7 +174,7 @@ def test_chunks_of_one_hour_write_the_same_lake_and_cbf_files(pipeline_run, tmp_
         logs = [e.user_message for e in instance.all_logs(result.run_id)]
     assert result.success
     chunk_logs = [m for m in logs if "chunk 24/24" in m]
-    assert len(chunk_logs) == 5  # webhook events, spend_events, the three aggregates
+    assert len(chunk_logs) == 7  # webhook events, spend_events, the five aggregates
     for asset in LAKE_ASSETS:
         for mine, theirs in zip(
             lake_files(chunked, asset), lake_files(data_dir, asset), strict=True

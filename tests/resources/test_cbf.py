@@ -105,13 +105,13 @@ def test_format_hour_rejects_unaligned_or_naive(bad):
 
 
 def test_resource_id_is_readable():
-    assert resource_id("finance", "ap", "invoice-bot") == "litellm/finance/ap/invoice-bot"
+    assert resource_id(["finance", "ap", "invoice-bot"]) == "litellm/finance/ap/invoice-bot"
 
 
 def test_resource_id_never_collides():
     atoms = ["a", "b", "a/b", "a%2Fb", "%", "%25", "/", "", "a b", "a%20b", "é", "%C3%A9"]
     triples = list(itertools.product(atoms, repeat=3))
-    ids = {resource_id(*t) for t in triples}
+    ids = {resource_id(t) for t in triples}
     assert len(ids) == len(triples)
     # ids always have exactly four "/"-separated parts, so they cannot be the empty-hour id
     assert all(len(i.split("/")) == 4 for i in ids)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from assets.cbf_rows import cbf_rows
 from resources.cbf import MAX_TAG_VALUE, format_hour, tag_value
 from resources.cbf_validation import hour_problems, tag_conflicts, validate_cbf_hours
-from tests.cbf_rows import row, spend_table
+from tests.cbf_rows import AGENT_DIMENSIONS, row, spend_table
 
 H0 = datetime(2025, 3, 1, 10, tzinfo=timezone.utc)
 H1 = H0 + timedelta(hours=1)
@@ -54,7 +54,7 @@ spend_rows = st.fixed_dictionaries(
 @settings(derandomize=True, max_examples=100, deadline=None)
 @given(st.lists(spend_rows, max_size=30))
 def test_cbf_rows_output_always_validates(spend):
-    out = cbf_rows(spend_table(spend)).to_pylist()
+    out = cbf_rows(spend_table(spend), AGENT_DIMENSIONS).to_pylist()
     hours = {
         h: [r for r in out if r["time/usage_start"] == format_hour(h)]
         for h in {s["usage_hour"] for s in spend}

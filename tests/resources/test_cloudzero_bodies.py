@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from resources.cbf import format_hour
+from resources.cbf import BASE_COLUMNS, format_hour
 from resources.cloudzero_bodies import (
     DEFAULT_MAX_BODY_BYTES,
     EMPTY_HOUR_RESOURCE_ID,
@@ -38,7 +38,10 @@ def test_body_bytes_payload_and_idempotency_key():
     assert json.loads(data) == {"month": "2025-02", "operation": "replace_hourly", "data": rows}
     assert body.payload() == {"month": "2025-02", "operation": "replace_hourly", "data": rows}
     assert data.startswith(b'{"month":"2025-02","operation":"replace_hourly","data":[{')
-    payload = {"month": "2025-02", "operation": "replace_hourly", "data": rows}
+    # Base columns in CBF order, then the tags by name: one row, one byte string.
+    tags = sorted(k for k in rows[0] if k not in BASE_COLUMNS)
+    canonical = [{k: r[k] for k in (*BASE_COLUMNS, *tags)} for r in rows]
+    payload = {"month": "2025-02", "operation": "replace_hourly", "data": canonical}
     assert data == json.dumps(payload, separators=(",", ":")).encode("ascii")
     assert body.idempotency_key == hashlib.sha256(data).hexdigest()
     same = Body("2025-02", "replace_hourly", (FEB01_00,), tuple(dict(r) for r in rows))

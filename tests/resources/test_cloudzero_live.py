@@ -4,6 +4,7 @@ ends equal to the CBF files, hour by hour, row by row, cost to the last digit.""
 import json
 import tempfile
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -152,8 +153,9 @@ def test_receipts_record_what_cloudzero_holds(fakes, tmp_path):
     row_bytes = sum(
         len(json.dumps(r, separators=(",", ":"))) for f in files.values() for r in f.rows
     )
-    assert report.months == (MonthUsage("2026-01", 5, row_bytes),)
-    assert meta["month/2026-01/rows"] == 5 and "month_limit_warnings" not in meta
+    [month] = report.months
+    assert (month.month, month.rows, month.bytes, month.over) == ("2026-01", 5, row_bytes, False)
+    assert meta["month/2026-01/rows"] == 5 and "month_limit_errors" not in meta
 
     # Another submission of one more hour: the month also counts the hours sent before.
     later = write_cbf_files(tmp_path, {HOURS[2]: hour_version(HOURS[2], 1, 4)})
@@ -161,10 +163,13 @@ def test_receipts_record_what_cloudzero_holds(fakes, tmp_path):
     assert report.months[0].rows == 9
 
 
-def test_month_usage_warns_over_cloudzero_s_monthly_limits():
-    assert MonthUsage("2026-04", 1_000_000, 70_000_000).warning is None
-    assert "over CloudZero's" in MonthUsage("2026-04", 1_000_001, 10).warning
-    assert "70,000,001 bytes" in MonthUsage("2026-04", 10, 70_000_001).warning
+def test_month_usage_is_over_cloudzero_s_monthly_limits_past_either_limit():
+    at_limit = MonthUsage("2026-04", 1_000_000, 70_000_000)
+    assert not at_limit.over and at_limit.error is None and at_limit.share == 1
+    rows = MonthUsage("2026-04", 1_000_001, 10, widest_tag=("model", 412))
+    assert rows.over and "1,000,001 rows" in rows.error and "model (412)" in rows.error
+    assert "70,000,001 bytes" in MonthUsage("2026-04", 10, 70_000_001).error
+    assert MonthUsage("2026-04", 800, 10, row_limit=1000).share == Decimal("0.8")
 
 
 def test_a_refused_key_stops_at_once_with_cloudzero_s_message(fakes, tmp_path):
@@ -183,3 +188,32 @@ def test_a_refused_key_stops_at_once_with_cloudzero_s_message(fakes, tmp_path):
     assert {store.read(h).state for h in failed} == {"uncertain"}
     assert all(store.read(h.hour) is None for h in report.hours if h.status == "not sent")
     assert fake.ledger == {}
+
+
+def test_a_month_over_its_limits_sends_nothing_and_says_why(fakes, tmp_path):
+    fake = fakes["roomy"]
+    fake.reset()
+    # HOURS[:3] are January (3 x 4 rows), HOURS[3:] February (3 x 2 rows).
+    files = write_cbf_files(
+        tmp_path, {h: hour_version(h, 1, 4 if h.month == 1 else 2) for h in HOURS}
+    )
+    lowered = resource(fake, tmp_path).model_copy(update={"month_row_limit": 10})
+    report = lowered.submit(files, run_id="run-1")
+    january = {format_hour(h) for h in HOURS[:3]}
+    assert not set(fake.ledger) & january  # nothing of January reached CloudZero
+    assert ledger_differences(fake.ledger, {h: files[h] for h in HOURS[3:]}) == []
+    refused = {h.hour for h in report.failed_hours}
+    assert refused == set(HOURS[:3])
+    [error] = {h.note for h in report.failed_hours}
+    assert error.startswith("2026-01 would hold 12 rows and ")
+    assert "the limit is 10 rows" in error and "agent (4)" in error
+    assert "month_limit_errors" in report.metadata()
+    assert all(lowered.receipts().read(h) is None for h in HOURS[:3])  # not sent, no receipt
+
+    # A byte limit the same way; under both limits everything goes.
+    tight = resource(fake, tmp_path).model_copy(update={"month_byte_limit": 100})
+    assert {h.status for h in tight.submit(files, run_id="run-2").failed_hours} == {
+        "over monthly limit"
+    }
+    assert resource(fake, tmp_path).submit(files, run_id="run-3").failed_hours == ()
+    assert ledger_differences(fake.ledger, files) == []
