@@ -85,6 +85,7 @@ def print_summary(data_dir: Path, first: datetime, end: datetime) -> None:
             ("spend_by_department", "department"),
             ("spend_by_team", "department, team"),
             ("spend_by_agent", "department, team, agent"),
+            ("spend_by_model", "provider, model"),
         ):
             print(
                 f"\nCost by {keys.split(', ')[-1]} ({first:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00} UTC)"

@@ -49,6 +49,43 @@ def _team_id(team_alias: str | None) -> str | None:
     return str(uuid.UUID(_digest("team", team_alias)[:32])) if team_alias else None
 
 
+# Prompt caching: how often a provider serves part of the prompt from its cache, and the
+# share of the input price it charges for those tokens (OpenAI-style halves it; Anthropic's
+# reads cost a tenth and its cache writes a quarter more). LiteLLM's own response cache
+# answers some requests outright, at no cost.
+PROMPT_CACHE_RATE = 0.35
+CACHE_READ_PRICE = {"anthropic": 0.1, "bedrock": 0.1}
+DEFAULT_CACHE_READ_PRICE = 0.5
+CACHE_WRITE_PRICE = 1.25
+RESPONSE_CACHE_RATE = 0.05
+
+
+def _prompt_cache(
+    rng: random.Random, model: Model, prompt_tokens: int
+) -> tuple[dict[str, Any], float]:
+    """The usage fields a provider reports for a cached prompt, and the input price factor.
+
+    OpenAI, Azure and Vertex report ``prompt_tokens_details.cached_tokens``; Anthropic and
+    Bedrock ``cache_read_input_tokens`` and ``cache_creation_input_tokens``.
+    """
+    if prompt_tokens < 1024 or rng.random() >= PROMPT_CACHE_RATE:
+        return {"prompt_tokens_details": None}, 1.0
+    read = int(prompt_tokens * rng.uniform(0.3, 0.9))
+    read_price = CACHE_READ_PRICE.get(model.provider, DEFAULT_CACHE_READ_PRICE)
+    if model.provider in CACHE_READ_PRICE:
+        written = rng.choice([0, (prompt_tokens - read) // 2])
+        fields = {
+            "prompt_tokens_details": {"cached_tokens": read},
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": written,
+        }
+        uncached = prompt_tokens - read - written
+        factor = (uncached + read * read_price + written * CACHE_WRITE_PRICE) / prompt_tokens
+        return fields, factor
+    fields = {"prompt_tokens_details": {"cached_tokens": read}}
+    return fields, (prompt_tokens - read + read * read_price) / prompt_tokens
+
+
 def _token_counts(rng: random.Random) -> tuple[int, int]:
     prompt = min(max(int(rng.lognormvariate(6.5, 0.9)), 20), 60_000)
     completion = min(max(int(rng.lognormvariate(5.3, 0.8)), 5), 8_000)
@@ -81,9 +118,11 @@ def build_payload(
     prompt_tokens, completion_tokens = (0, 0) if failure else _token_counts(rng)
     seconds = 0.25 + completion_tokens / rng.uniform(40.0, 150.0) + rng.uniform(0.0, 1.5)
     end = round(start + min(seconds, MAX_RESPONSE_TIME), 6)
-    input_cost = prompt_tokens * model.input_cost_per_token
+    cache_fields, input_factor = _prompt_cache(rng, model, prompt_tokens)
+    response_cache_hit = not failure and rng.random() < RESPONSE_CACHE_RATE
+    input_cost = prompt_tokens * model.input_cost_per_token * input_factor
     output_cost = completion_tokens * model.output_cost_per_token
-    cost = input_cost + output_cost
+    cost = 0.0 if response_cache_hit else input_cost + output_cost
     team_id = _team_id(caller.team_alias)
     custom_headers = {**caller.headers, "x-tracking-token": tracking}
     usage = {
@@ -91,7 +130,7 @@ def build_payload(
         "prompt_tokens": prompt_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "completion_tokens_details": None,
-        "prompt_tokens_details": None,
+        **cache_fields,
     }
     spend_logs_metadata = {"cost_center": f"CC-{_digest('cc', caller.user_id)[:4]}"}
     requester_metadata: dict[str, Any] = {
@@ -108,7 +147,7 @@ def build_payload(
         "trace_id": trace_id,
         "session_id": "",
         "call_type": "acompletion",
-        "cache_hit": False if failure else None,
+        "cache_hit": True if response_cache_hit else (False if failure else None),
         "stream": None,
         "status": "failure" if failure else "success",
         "status_fields": {

@@ -30,6 +30,7 @@ from typing import Any
 from demo.payloads import FAILURES, build_payload
 from demo.population import CHANNELS, MODELS, Caller, expected_attribution, pick_caller
 from resources.landing import LandingZone, WriteResult
+from resources.litellm_usage import cache_token_counts
 
 HOUR = timedelta(hours=1)
 
@@ -65,6 +66,9 @@ class ExpectedRequest:
     channel: str  # the generator's intent, one of CHANNELS
     deliveries: int = 1
     late: bool = False  # first (only) delivery in a batch of a later hour
+    error_class: str | None = None
+    cache_hit: bool | None = None  # LiteLLM's response cache answered
+    cache_read_tokens: int | None = None  # prompt tokens the provider's cache served
 
 
 @dataclass
@@ -246,6 +250,9 @@ def _expected(
         channel=caller.channel,
         deliveries=2 if duplicate else 1,
         late=late,
+        error_class=(payload.get("error_information") or {}).get("error_class") or None,
+        cache_hit=payload.get("cache_hit"),
+        cache_read_tokens=cache_token_counts(payload["metadata"].get("usage_object"))[0],
     )
 
 

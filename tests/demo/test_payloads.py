@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime, timezone
 
 import pytest
 
-from demo.payloads import encode_batch
+from demo.payloads import (
+    CACHE_READ_PRICE,
+    CACHE_WRITE_PRICE,
+    DEFAULT_CACHE_READ_PRICE,
+    encode_batch,
+)
 from demo.traffic import generate_traffic
 from resources.landing_record import landing_record
+from resources.litellm_usage import cache_token_counts
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
 HOURS = 24
@@ -88,15 +95,35 @@ def test_payloads_have_the_captured_litellm_shape(traffic):
     assert len({p["model"] for p in traffic.payloads()}) >= 5
 
 
-def test_cost_is_price_times_tokens(traffic):
+def test_cost_is_price_times_tokens_with_cached_prompt_tokens_cheaper(traffic):
+    kinds = Counter()
     for payload in traffic.payloads():
+        assert payload["total_tokens"] == payload["prompt_tokens"] + payload["completion_tokens"]
+        if payload["cache_hit"]:  # LiteLLM's response cache answered: nothing was spent
+            assert payload["response_cost"] == 0.0
+            kinds["response cache hit"] += 1
+            continue
         info = payload["model_map_information"]["model_map_value"]
+        usage = payload["metadata"]["usage_object"] or {}
+        read, written = cache_token_counts(usage)
+        read_price = CACHE_READ_PRICE.get(payload["custom_llm_provider"], DEFAULT_CACHE_READ_PRICE)
+        prompt = payload["prompt_tokens"]
+        factor = (
+            (
+                (prompt - (read or 0) - (written or 0) + (read or 0) * read_price)
+                + (written or 0) * CACHE_WRITE_PRICE
+            )
+            / prompt
+            if prompt
+            else 1.0
+        )
         expected = (
-            payload["prompt_tokens"] * info["input_cost_per_token"]
+            prompt * info["input_cost_per_token"] * factor
             + payload["completion_tokens"] * info["output_cost_per_token"]
         )
-        assert payload["response_cost"] == expected
-        assert payload["total_tokens"] == payload["prompt_tokens"] + payload["completion_tokens"]
+        assert payload["response_cost"] == pytest.approx(expected, rel=1e-12)
+        kinds["prompt cache" if read else "uncached"] += 1
+    assert min(kinds["response cache hit"], kinds["prompt cache"], kinds["uncached"]) > 0, kinds
 
 
 def test_encode_batch_formats():

@@ -1,6 +1,7 @@
 """notebooks/explore_spend.ipynb, executed top to bottom against a demo lake made by the pipeline."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -134,3 +135,34 @@ def test_plot_cell_renders_a_png(executed):
     assert len(images) == 1
     assert len(images[0].data["image/png"]) > 10_000  # base64 of a real figure, not a blank one
     assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"]
+
+
+def test_model_comparison_has_every_model_with_cost_per_million_tokens(executed, demo_lake):
+    traffic, _ = demo_lake
+    table = html(executed, "model-comparison")
+    for header in ("cost_per_mtok", "failed_pct", "p95_latency_ms"):
+        assert f"<th>{header}</th>" in table
+    for r in traffic.requests:
+        assert f"<td>{r.model.removeprefix(r.provider + '/')}</td>" in table
+    printed = "".join(o.text for o in cell(executed, "setup").outputs if o.output_type == "stream")
+    assert "source filter: both" in printed
+
+
+def test_error_types_name_each_error_class_of_the_traffic(executed, demo_lake):
+    traffic, _ = demo_lake
+    classes = {r.error_class for r in traffic.requests if r.failed}
+    assert len(classes) >= 3
+    table = html(executed, "error-types")
+    for error_class in classes:
+        assert f"<td>{error_class}</td>" in table
+
+
+def test_cache_savings_show_cached_tokens_hits_and_a_saving(executed, demo_lake):
+    traffic, _ = demo_lake
+    table = html(executed, "cache-savings")
+    cached = sum(r.cache_read_tokens or 0 for r in traffic.requests)
+    assert cached > 0 and f"<td>{cached}</td>" not in table  # per model, not one total
+    hits = sum(bool(r.cache_hit) for r in traffic.requests)
+    assert hits > 0
+    assert "<th>saved</th>" in table
+    assert re.search(r"<td>\$\d+\.\d*[1-9]\d*</td>", table)  # a saving that is not zero

@@ -4,6 +4,7 @@ import json
 import shutil
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -132,6 +133,30 @@ def test_duplicates_collapse_and_attribution_matches_the_answer_key(pipeline_run
         ), want.channel
         assert got["usage_hour"] == want.hour
         assert got["failed"] == want.failed
+        caching = (got["error_class"], got["cache_hit"], got["cache_read_tokens"])
+        assert caching == (want.error_class, want.cache_hit, want.cache_read_tokens)
+    # The sample traffic has what the model and error views need.
+    assert len({r.error_class for r in traffic.requests if r.failed}) >= 3
+    assert any(r.cache_hit for r in traffic.requests)
+    assert any(r.cache_read_tokens for r in traffic.requests)
+    assert len({(r.provider, r.model) for r in traffic.requests}) >= 5
+
+
+def test_cbf_resources_carry_provider_and_model(pipeline_run):
+    traffic, data_dir, _, _, _ = pipeline_run
+    rows = [row for f in sorted((data_dir / "cbf").rglob("cbf.csv")) for row in read_cbf_csv(f)]
+    tags = [k for k in rows[0] if k.startswith("resource/tag:")]
+    assert tags == [f"resource/tag:{d}" for d in ("department", "team", "agent", "provider")] + [
+        "resource/tag:model"
+    ]
+    for row in rows:
+        values = [row[t] for t in tags]
+        assert row["resource/id"] == "litellm/" + "/".join(quote(v, safe="") for v in values)
+    models = {(r["resource/tag:provider"], r["resource/tag:model"]) for r in rows}
+    # LiteLLM's "openai/gpt-4o" with provider openai is model gpt-4o.
+    assert models == {
+        (r.provider, r.model.removeprefix(f"{r.provider}/")) for r in traffic.requests
+    }
 
 
 def test_no_prompt_completion_key_or_token_is_written_anywhere(pipeline_run):
