@@ -71,9 +71,11 @@ def webhook_events_table(
 
 
 # A success that used tokens but cost nothing: LiteLLM's cost calculator failed (it falls back
-# to 0), the model is missing from its price map, or a cache hit. Shared with spend_events'
-# zero-cost check, so both count the same rows.
-ZERO_COST_WITH_TOKENS = "cost = 0 AND total_tokens > 0 AND status = 'success'"
+# to 0) or the model is missing from its price map. A response-cache hit costs nothing by
+# right and is not one. Shared with spend_events' zero-cost check: both count the same rows.
+ZERO_COST_WITH_TOKENS = (
+    "cost = 0 AND total_tokens > 0 AND status = 'success' AND NOT coalesce(cache_hit, false)"
+)
 
 # LiteLLM's known data defects, counted so they are visible; spend_events still counts
 # every request once (call id first, request id as fallback).

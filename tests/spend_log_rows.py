@@ -371,7 +371,8 @@ def row_from_payload(payload: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"tags": requester["tags"]} if requester.get("tags") else {},
     }
     model_value = (payload.get("model_map_information") or {}).get("model_map_value") or {}
-    usage = {
+    usage = {  # the provider's usage as LiteLLM kept it, prompt-cache counts included
+        **(meta.get("usage_object") or {}),
         "prompt_tokens": payload["prompt_tokens"],
         "completion_tokens": payload["completion_tokens"],
         "total_tokens": payload["total_tokens"],

@@ -41,7 +41,6 @@ from resources.litellm_db import (
 from tests.fake_litellm import MASTER_KEY, FakeLiteLLM, api_row
 from tests.samples import HOUR0
 from tests.spend_log_rows import (
-    CACHE_HIT_ID,
     MISSING_CALL_ID,
     SECRET_MARKERS,
     ZERO_SPEND,
@@ -391,6 +390,26 @@ def test_database_and_api_give_identical_spend_events(database_run, api_run, spe
     assert api_meta["api_rows"] == len(spend_log_table.rows)
 
 
+def test_errors_and_caching_come_through_the_database_and_the_api(database_run, api_run, traffic):
+    events = database_run.spend_events()
+    want = {r.request_key: r for r in traffic.requests}
+    seen = {"failed": 0, "cache hit": 0, "cached tokens": 0}
+    for key, request in want.items():
+        got = events[key]
+        assert got["error_class"] == request.error_class, key
+        assert got["error_code"] == (None if not request.failed else got["error_code"])
+        # LiteLLM's table stores str(bool(cache_hit)): no answer becomes 'False'.
+        assert got["cache_hit"] is bool(request.cache_hit), key
+        assert got["cache_read_tokens"] == request.cache_read_tokens, key
+        seen["failed"] += request.failed
+        seen["cache hit"] += bool(request.cache_hit)
+        seen["cached tokens"] += bool(request.cache_read_tokens)
+    assert min(seen.values()) > 0, seen
+    failures = [events[k] for k, r in want.items() if r.failed]
+    assert all(e["error_code"] for e in failures)  # "429", "500", ...
+    assert api_run[0].spend_events() == events  # the REST API reads them the same
+
+
 # --- 2. and 3. database and webhook together ------------------------------------------------
 
 
@@ -458,9 +477,10 @@ def expected_defects(planted: PlantedDefects) -> dict[str, Any]:
 
     The sample traffic itself is clean (its failures carry no tokens). The colliding
     request never reached the table (LiteLLM's insert skipped it), so no request id collides
-    there; a cache hit is priced 0 with tokens, correctly, and is counted all the same.
+    there; a cache hit is priced 0 with tokens, correctly, and is not a defect (its
+    ``cache_hit`` says why it cost nothing).
     """
-    zero_cost = planted.of_kind(CACHE_HIT_ID) + planted.of_kind(ZERO_SPEND)
+    zero_cost = planted.of_kind(ZERO_SPEND)
     return {
         "defects/missing_request_id": 0,
         "defects/missing_call_id": len(planted.of_kind(MISSING_CALL_ID)),
@@ -527,14 +547,25 @@ def test_the_query_names_no_content_column_and_extracts_metadata_values_only():
         assert not re.search(rf"\b{column}\b", SPEND_LOGS_SQL), column
     select_list = SPEND_LOGS_SQL.split("FROM", 1)[0]
     assert "*" not in select_list
-    # metadata itself is never selected: the server hands back three named values of it.
+    # metadata itself is never selected: the server hands back named values of it.
     assert not re.search(r"\bmetadata\b", select_list)
-    assert re.search(
-        r"jsonb_to_record\(.*\) AS m\(user_api_key_alias text, user_api_key_team_alias text, "
-        r"user_api_key_user_id text\)",
-        SPEND_LOGS_SQL,
-        re.DOTALL,
-    )
+    record = re.search(r"jsonb_to_record\(.*\) AS m\((.*?)\)\s*WHERE", SPEND_LOGS_SQL, re.DOTALL)
+    assert [" ".join(c.split()) for c in record.group(1).split(",")] == [
+        "user_api_key_alias text",
+        "user_api_key_team_alias text",
+        "user_api_key_user_id text",
+        "error_information jsonb",
+        "usage_object jsonb",
+    ]
+    # Of error_information (which holds the error's message and traceback) only the class and
+    # code leave the server; of usage_object only token counts.
+    uses = re.findall(r"m\.(error_information|usage_object)(\S*)", select_list)
+    assert {use for use in uses if use[0] == "error_information"} == {
+        ("error_information", "->>'error_class'"),
+        ("error_information", "->>'error_code'"),
+    }
+    assert all(rest == "," for name, rest in uses if name == "usage_object")
+    assert select_list.count("jsonb_path_query_first(m.usage_object") == 4
 
 
 def files_under(path: Path) -> list[Path]:
