@@ -15,7 +15,7 @@ import pytest
 
 from demo.traffic import generate_traffic
 from tests import postgres
-from tests.litellm_proxy import ensure_litellm_venv
+from tests.litellm_install import ensure_litellm_venv
 from tests.spend_log_rows import (
     CACHE_HIT_ID,
     CALL_ID_AS_REQUEST_ID,
