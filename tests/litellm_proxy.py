@@ -1,8 +1,8 @@
 """A real LiteLLM proxy for tests, run from its cached virtualenv on 127.0.0.1.
 
 ``tests.litellm_install`` builds the virtualenv of each tested version; this module writes a
-proxy config (mock models priced per token, callbacks) and runs ``litellm --config`` on a
-free loopback port.
+proxy config (mock models priced per token, models in front of a fake upstream, callbacks)
+and runs ``litellm --config`` on a free loopback port.
 """
 
 from __future__ import annotations
@@ -61,25 +61,68 @@ class MockModel:
         }
 
 
+@dataclass(frozen=True)
+class UpstreamModel:
+    """A proxy model in front of a provider API on 127.0.0.1 (a fake one), priced per token."""
+
+    name: str
+    provider: str  # LiteLLM's provider prefix, which picks the wire format: openai, anthropic
+    api_base: str
+    input_cost_per_token: float
+    output_cost_per_token: float
+    cache_read_input_token_cost: float | None = None
+    cache_creation_input_token_cost: float | None = None
+
+    def model_list_entry(self) -> dict[str, Any]:
+        prompt_cache_costs = {
+            "cache_read_input_token_cost": self.cache_read_input_token_cost,
+            "cache_creation_input_token_cost": self.cache_creation_input_token_cost,
+        }
+        return {
+            "model_name": self.name,
+            "litellm_params": {
+                "model": f"{self.provider}/{self.name}",
+                "api_key": "sk-fake-not-used",
+                "api_base": self.api_base,
+                # The provider SDK's own retries would hide an upstream error for seconds.
+                "max_retries": 0,
+                "input_cost_per_token": self.input_cost_per_token,
+                "output_cost_per_token": self.output_cost_per_token,
+                **{name: cost for name, cost in prompt_cache_costs.items() if cost is not None},
+            },
+            "model_info": {"id": f"{self.name}-deployment"},
+        }
+
+
 def env_reference(variable: str) -> str:
     """A config value LiteLLM reads from the environment, so the secret is never in the file."""
     return f"os.environ/{variable}"
 
 
 def proxy_config(
-    models: Sequence[MockModel],
+    models: Sequence[MockModel | UpstreamModel],
     callbacks: Mapping[str, Mapping[str, Any]],
     master_key_env: str,
     extra_spend_tag_headers: Sequence[str] = ("x-department", "x-team"),
+    response_cache: bool = False,
 ) -> dict[str, Any]:
-    """A proxy config: the mock models, ``callbacks`` by name (their ``callback_settings``)."""
+    """A proxy config: the models, ``callbacks`` by name (their ``callback_settings``).
+
+    ``response_cache`` turns on LiteLLM's in-memory response cache: a request repeated
+    verbatim is answered from it (``cache_hit``) without reaching the model.
+    """
+    litellm_settings: dict[str, Any] = {
+        "callbacks": list(callbacks),
+        "extra_spend_tag_headers": list(extra_spend_tag_headers),
+    }
+    if response_cache:
+        litellm_settings |= {"cache": True, "cache_params": {"type": "local"}}
     return {
         "model_list": [model.model_list_entry() for model in models],
-        "litellm_settings": {
-            "callbacks": list(callbacks),
-            "extra_spend_tag_headers": list(extra_spend_tag_headers),
-        },
+        "litellm_settings": litellm_settings,
         "callback_settings": {name: dict(settings) for name, settings in callbacks.items()},
+        # A failing request fails once, and is logged once, instead of being retried.
+        "router_settings": {"num_retries": 0},
         "general_settings": {"master_key": env_reference(master_key_env)},
     }
 
