@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Dagster's local instance for the demo and `make dev`, kept inside the checkout.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: demo test dev bench venv clean postgres chromium
+.PHONY: demo test dev bench venv clean postgres chromium litellm
 
 venv: $(STAMP)
 
@@ -35,7 +35,13 @@ postgres:
 chromium:
 	sh scripts/ensure-chromium.sh
 
-test: $(STAMP) postgres chromium
+# The LiteLLM proxies the tests run (tests/litellm_install.py), each in its own virtualenv
+# under ~/.cache/litellm-spend (or $SPEND_TEST_CACHE), built once; the tests would build them
+# on first use too, but here a failed install stops before the suite starts.
+litellm: $(STAMP)
+	$(BIN)/python -m tests.litellm_install
+
+test: $(STAMP) postgres chromium litellm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports

@@ -1,21 +1,15 @@
-"""A real LiteLLM proxy for tests: installed once into a cached virtualenv, run on 127.0.0.1.
+"""A real LiteLLM proxy for tests, run from its cached virtualenv on 127.0.0.1.
 
-The proxy is not a dependency of this project and brings its own pinned dependency tree, so
-it lives in its own virtualenv, ``<cache>/litellm-<version>``, where ``<cache>`` is
-``$SPEND_TEST_CACHE`` or ``~/.cache/litellm-spend``. A marker file written after a
-successful install and import check makes an interrupted install start over; a file lock
-keeps two test runs from installing into the same directory at once.
+``tests.litellm_install`` builds the virtualenv of each tested version; this module writes a
+proxy config (mock models priced per token, models in front of a fake upstream, callbacks)
+and runs ``litellm --config`` on a free loopback port.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shlex
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,27 +20,9 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.litellm_install import OFFLINE_ENV, OUTPUT_TAIL_CHARS
 from tests.receiving import free_port
 
-LITELLM_VERSION = "1.106.2"
-LITELLM_REQUIREMENT = f"litellm[proxy]=={LITELLM_VERSION}"
-CACHE_ENV = "SPEND_TEST_CACHE"
-DEFAULT_CACHE = Path.home() / ".cache" / "litellm-spend"
-VENV_TIMEOUT_S = 5 * 60
-INSTALL_TIMEOUT_S = 15 * 60
-MARKER_NAME = ".spend-tests-installed"
-# Importing the proxy server pulls in every [proxy] extra: a partial install fails here.
-IMPORT_CHECK = (
-    "import importlib.metadata as m, litellm.proxy.proxy_server; print(m.version('litellm'))"
-)
-IMPORT_CHECK_TIMEOUT_S = 180
-# Another run's install holds the lock for at most its own time limits.
-LOCK_WAIT_S = VENV_TIMEOUT_S + INSTALL_TIMEOUT_S + 2 * IMPORT_CHECK_TIMEOUT_S
-OUTPUT_TAIL_CHARS = 6000
-
-# Without it LiteLLM downloads its price list from GitHub at import time; the bundled copy
-# is enough because every test model carries its own prices.
-OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true"}
 # A proxy must not pick up a database, cache or key from the machine running the tests.
 INHERITED_ENV_TO_DROP = (
     "DATABASE_URL",
@@ -58,147 +34,6 @@ INHERITED_ENV_TO_DROP = (
     "GENERIC_LOGGER_ENDPOINT",
     "GENERIC_LOGGER_HEADERS",
 )
-
-
-class LiteLLMInstallError(RuntimeError):
-    """The proxy's virtualenv could not be built; the message carries pip's output tail."""
-
-
-def litellm_venv_dir() -> Path:
-    cache = os.environ.get(CACHE_ENV) or DEFAULT_CACHE
-    return Path(cache).expanduser() / f"litellm-{LITELLM_VERSION}"
-
-
-def venv_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
-
-
-def _tail(text: str) -> str:
-    return text[-OUTPUT_TAIL_CHARS:]
-
-
-def _text(output: str | bytes | None) -> str:
-    # A timed-out run hands back whatever it had read so far, possibly still as bytes.
-    if isinstance(output, bytes):
-        return output.decode(errors="replace")
-    return output or ""
-
-
-def _run_logged(command: Sequence[str], log_path: Path, timeout: float, what: str) -> str:
-    """Run ``command``, append its output to ``log_path``; raise with the output tail on failure."""
-    with log_path.open("a") as log:
-        log.write(f"$ {shlex.join(command)}\n")
-    try:
-        done = subprocess.run(
-            list(command),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, **OFFLINE_ENV},
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:  # run() has killed it
-        output = _text(exc.stdout) + _text(exc.stderr)
-        with log_path.open("a") as log:
-            log.write(f"{output}\n[timed out after {timeout:.0f}s]\n")
-        raise LiteLLMInstallError(
-            f"{what} did not finish within {timeout:.0f}s ({log_path}); output tail:\n"
-            f"{_tail(output)}"
-        ) from None
-    output = done.stdout + done.stderr
-    with log_path.open("a") as log:
-        log.write(f"{output}\n")
-    if done.returncode != 0:
-        raise LiteLLMInstallError(
-            f"{what} failed with exit code {done.returncode} ({log_path}); output tail:\n"
-            f"{_tail(output)}"
-        )
-    return done.stdout
-
-
-def _installed_version(venv: Path, log_path: Path) -> str | None:
-    """The litellm version the venv imports with its proxy extras, or None if it cannot."""
-    if not venv_python(venv).exists():
-        return None
-    try:
-        out = _run_logged(
-            [str(venv_python(venv)), "-c", IMPORT_CHECK],
-            log_path,
-            IMPORT_CHECK_TIMEOUT_S,
-            "import check",
-        )
-    except LiteLLMInstallError:
-        return None
-    lines = out.strip().splitlines()
-    return lines[-1].strip() if lines else None
-
-
-def _write_marker(venv: Path) -> None:
-    tmp = venv / f"{MARKER_NAME}.tmp"
-    tmp.write_text(f"{LITELLM_REQUIREMENT}\n")
-    os.replace(tmp, venv / MARKER_NAME)
-
-
-def _install(venv: Path, log_path: Path) -> None:
-    if venv.exists():
-        shutil.rmtree(venv)  # a half-built venv: start again from nothing
-    _run_logged([sys.executable, "-m", "venv", str(venv)], log_path, VENV_TIMEOUT_S, "venv")
-    _run_logged(
-        [
-            str(venv_python(venv)),
-            "-m",
-            "pip",
-            "install",
-            "--no-input",
-            "--disable-pip-version-check",
-            LITELLM_REQUIREMENT,
-        ],
-        log_path,
-        INSTALL_TIMEOUT_S,
-        f"pip install {LITELLM_REQUIREMENT}",
-    )
-    version = _installed_version(venv, log_path)
-    if version != LITELLM_VERSION:
-        raise LiteLLMInstallError(
-            f"after installing, the venv imports litellm {version!r}, not {LITELLM_VERSION} "
-            f"(see {log_path})"
-        )
-
-
-@contextmanager
-def _exclusive_lock(lock_path: Path, timeout: float) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path``, waiting at most ``timeout`` seconds."""
-    with lock_path.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LiteLLMInstallError(
-                        f"another run held {lock_path} for more than {timeout:.0f}s"
-                    ) from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_litellm_venv() -> Path:
-    """The virtualenv holding ``litellm[proxy]==LITELLM_VERSION``, installed if needed."""
-    venv = litellm_venv_dir()
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    log_path = venv.parent / f"litellm-{LITELLM_VERSION}-install.log"
-    with _exclusive_lock(venv.parent / f"litellm-{LITELLM_VERSION}.lock", LOCK_WAIT_S):
-        if (venv / MARKER_NAME).is_file() and venv_python(venv).exists():
-            return venv
-        # A venv built without this helper (no marker) is kept if it imports the right version.
-        if _installed_version(venv, log_path) != LITELLM_VERSION:
-            _install(venv, log_path)
-        _write_marker(venv)
-    return venv
 
 
 @dataclass(frozen=True)
@@ -226,25 +61,68 @@ class MockModel:
         }
 
 
+@dataclass(frozen=True)
+class UpstreamModel:
+    """A proxy model in front of a provider API on 127.0.0.1 (a fake one), priced per token."""
+
+    name: str
+    provider: str  # LiteLLM's provider prefix, which picks the wire format: openai, anthropic
+    api_base: str
+    input_cost_per_token: float
+    output_cost_per_token: float
+    cache_read_input_token_cost: float | None = None
+    cache_creation_input_token_cost: float | None = None
+
+    def model_list_entry(self) -> dict[str, Any]:
+        prompt_cache_costs = {
+            "cache_read_input_token_cost": self.cache_read_input_token_cost,
+            "cache_creation_input_token_cost": self.cache_creation_input_token_cost,
+        }
+        return {
+            "model_name": self.name,
+            "litellm_params": {
+                "model": f"{self.provider}/{self.name}",
+                "api_key": "sk-fake-not-used",
+                "api_base": self.api_base,
+                # The provider SDK's own retries would hide an upstream error for seconds.
+                "max_retries": 0,
+                "input_cost_per_token": self.input_cost_per_token,
+                "output_cost_per_token": self.output_cost_per_token,
+                **{name: cost for name, cost in prompt_cache_costs.items() if cost is not None},
+            },
+            "model_info": {"id": f"{self.name}-deployment"},
+        }
+
+
 def env_reference(variable: str) -> str:
     """A config value LiteLLM reads from the environment, so the secret is never in the file."""
     return f"os.environ/{variable}"
 
 
 def proxy_config(
-    models: Sequence[MockModel],
+    models: Sequence[MockModel | UpstreamModel],
     callbacks: Mapping[str, Mapping[str, Any]],
     master_key_env: str,
     extra_spend_tag_headers: Sequence[str] = ("x-department", "x-team"),
+    response_cache: bool = False,
 ) -> dict[str, Any]:
-    """A proxy config: the mock models, ``callbacks`` by name (their ``callback_settings``)."""
+    """A proxy config: the models, ``callbacks`` by name (their ``callback_settings``).
+
+    ``response_cache`` turns on LiteLLM's in-memory response cache: a request repeated
+    verbatim is answered from it (``cache_hit``) without reaching the model.
+    """
+    litellm_settings: dict[str, Any] = {
+        "callbacks": list(callbacks),
+        "extra_spend_tag_headers": list(extra_spend_tag_headers),
+    }
+    if response_cache:
+        litellm_settings |= {"cache": True, "cache_params": {"type": "local"}}
     return {
         "model_list": [model.model_list_entry() for model in models],
-        "litellm_settings": {
-            "callbacks": list(callbacks),
-            "extra_spend_tag_headers": list(extra_spend_tag_headers),
-        },
+        "litellm_settings": litellm_settings,
         "callback_settings": {name: dict(settings) for name, settings in callbacks.items()},
+        # A failing request fails once, and is logged once, instead of being retried.
+        "router_settings": {"num_retries": 0},
         "general_settings": {"master_key": env_reference(master_key_env)},
     }
 

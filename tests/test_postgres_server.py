@@ -15,7 +15,8 @@ import pytest
 
 from demo.traffic import generate_traffic
 from tests import postgres
-from tests.litellm_proxy import ensure_litellm_venv
+from tests.litellm_install import TESTED_VERSIONS, ensure_litellm_venv
+from tests.samples import LITELLM_FIXTURES
 from tests.spend_log_rows import (
     CACHE_HIT_ID,
     CALL_ID_AS_REQUEST_ID,
@@ -232,30 +233,48 @@ def test_ddl_has_litellm_primary_key_and_indexes(database):
     assert "UNIQUE" in indexes["LiteLLM_SpendLogs_pkey"]
 
 
-def _prisma_fields(schema: str) -> dict[str, tuple[str, bool]]:
-    """``model LiteLLM_SpendLogs``'s fields: name → (Prisma type, optional)."""
+def _prisma_model(schema: str) -> tuple[dict[str, tuple[str, bool]], list[str]]:
+    """``model LiteLLM_SpendLogs``'s fields, name → (Prisma type, optional), in order, and
+    the names Prisma gives its ``@@index`` lines."""
     body = re.search(r"^model LiteLLM_SpendLogs \{(.*?)^\}", schema, re.DOTALL | re.MULTILINE)
-    fields = {}
+    fields, indexes = {}, []
     for line in body.group(1).splitlines():
         parts = line.split()
-        if parts and not parts[0].startswith(("@@", "//")):
+        if not parts or parts[0].startswith("//"):
+            continue
+        if parts[0].startswith("@@index("):
+            columns = re.search(r"\[(.*?)\]", line).group(1).replace(" ", "").split(",")
+            indexes.append(f"{TABLE}_{'_'.join(columns)}_idx")
+        elif not parts[0].startswith("@@"):
             fields[parts[0]] = (parts[1].rstrip("?"), parts[1].endswith("?"))
-    return fields
+    return fields, indexes
 
 
-def test_ddl_follows_the_installed_litellm_schema(database):
-    venv = ensure_litellm_venv()  # the real schema.prisma of the version the DDL follows
+@pytest.mark.parametrize("version", TESTED_VERSIONS)
+def test_ddl_follows_the_installed_litellm_schema(database, version):
+    venv = ensure_litellm_venv(version)  # the real schema.prisma of the version the DDL follows
     schemas = sorted(venv.glob("lib/python*/site-packages/litellm/proxy/schema.prisma"))
     assert schemas, f"no schema.prisma in {venv}"
-    fields = _prisma_fields(schemas[0].read_text())
-    load_rows(database, [])
+    fields, indexes = _prisma_model(schemas[0].read_text())
+    conn = psycopg2.connect(database)
+    with conn, conn.cursor() as cursor:
+        cursor.execute((LITELLM_FIXTURES / f"spend_logs_{version}.sql").read_text())
+    conn.close()
 
     columns = {name: (kind, nullable) for name, kind, nullable, *_ in _table_columns(database)}
+    index_names = {
+        name
+        for (name,) in query(
+            database, "SELECT indexname FROM pg_indexes WHERE tablename = %s", (TABLE,)
+        )
+    }
 
+    assert list(columns) == list(fields)
     assert columns == {
         name: (PRISMA_TYPES[kind], "YES" if optional else "NO")
         for name, (kind, optional) in fields.items()
     }
+    assert index_names == {f"{TABLE}_pkey", *indexes}
 
 
 # -- rows in, rows out ------------------------------------------------------------------------

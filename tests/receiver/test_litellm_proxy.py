@@ -1,4 +1,8 @@
-"""A real LiteLLM proxy (1.106.2) as the client of ``spend-receiver``, through to ``spend_events``.
+"""A real LiteLLM proxy as the client of ``spend-receiver``, through to ``spend_events``.
+
+Every test runs once per tested LiteLLM version (``tests.litellm_install.TESTED_VERSIONS``:
+the pinned 1.106.2 and the newest this package registry can install), each with its own
+proxy, receiver and lake.
 
 The proxy has three ``generic_api`` callbacks, one per ``log_format`` (``json_array``,
 ``ndjson``, ``single``), all pointing at one receiver: every request is delivered three
@@ -34,11 +38,10 @@ from pipelines.definitions import resources_from_env
 from pipelines.jobs import partition_range_tags
 from resources.lake import LakeResource, hours_between
 from resources.landing import LandingRead, LandingZone
+from tests.litellm_install import TESTED_VERSIONS, LiteLLMInstallError, ensure_litellm_venv
 from tests.litellm_proxy import (
-    LiteLLMInstallError,
     MockModel,
     RunningProxy,
-    ensure_litellm_venv,
     env_reference,
     litellm_proxy,
     proxy_config,
@@ -218,14 +221,14 @@ def floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-@pytest.fixture(scope="module")
-def litellm_venv() -> Path:
+@pytest.fixture(scope="module", params=TESTED_VERSIONS, ids=lambda version: f"litellm-{version}")
+def litellm_venv(request) -> Path:
     try:
-        return ensure_litellm_venv()
+        return ensure_litellm_venv(request.param)
     except LiteLLMInstallError as exc:
         reason = str(exc)
     # Never a skip: without the proxy this test has proven nothing.
-    pytest.fail(f"cannot install the LiteLLM proxy: {reason}", pytrace=False)
+    pytest.fail(f"cannot install LiteLLM {request.param}'s proxy: {reason}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
