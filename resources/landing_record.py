@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from resources.litellm_usage import cache_token_counts
+from resources.litellm_usage import CACHE_CREATION_PATHS, CACHE_READ_PATHS, cache_token_counts
 
 # The attribution headers a landed line can carry (the reader's schema). A deployment may
 # fill one from a differently named request header: see ``attribution_header_map``.
@@ -219,6 +219,27 @@ PAYLOAD_FIELDS = (
     "request_tags",
     "metadata",
     "error_information",
+)
+
+
+# Every path of a StandardLoggingPayload the landing reads, dotted from the event's top.
+# tests/receiver/test_litellm_fields.py finds each in every captured body of every tested
+# LiteLLM version (where that kind of event carries it), so a field a new version renames
+# fails a test instead of landing as a silent null.
+ERROR_READ_PATHS = ("error_information.error_class", "error_information.error_code")
+CACHE_TOKEN_READ_PATHS = tuple(
+    "metadata.usage_object." + ".".join(path) for path in CACHE_READ_PATHS + CACHE_CREATION_PATHS
+)
+READ_PATHS = (
+    *PAYLOAD_FIELDS,
+    "metadata.requester_custom_headers",
+    "metadata.user_api_key_alias",
+    "metadata.user_api_key_team_alias",
+    "metadata.user_api_key_team_id",
+    "metadata.user_api_key_user_id",
+    "metadata.usage_object",
+    *ERROR_READ_PATHS,
+    *CACHE_TOKEN_READ_PATHS,
 )
 
 

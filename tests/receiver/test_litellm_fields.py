@@ -16,52 +16,16 @@ from typing import Any
 
 import pytest
 
+from resources.landing_record import CACHE_TOKEN_READ_PATHS, ERROR_READ_PATHS, READ_PATHS
 from tests.litellm_install import PINNED_VERSION, TESTED_VERSIONS
 from tests.samples import LITELLM_FIXTURES
 
-# The paths of a generic_api StandardLoggingPayload the pipeline reads, dotted from the event's
-# top. The receiver's landing allow-list is meant to be exactly these: a field not listed here
-# is never landed. Prompt-cache token counts are in the usage object LiteLLM puts under
-# metadata (hidden_params.usage_object is null in every captured body of both versions).
-READ_PATHS = (
-    "id",
-    "litellm_call_id",
-    "call_type",
-    "status",
-    "startTime",
-    "endTime",
-    "model",
-    "model_group",
-    "custom_llm_provider",
-    "response_cost",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cache_hit",
-    "request_tags",
-    "metadata",
-    "error_information",
-    "hidden_params",
-    "metadata.requester_custom_headers",
-    "metadata.user_api_key_alias",
-    "metadata.user_api_key_team_alias",
-    "metadata.user_api_key_team_id",
-    "metadata.user_api_key_user_id",
-    "metadata.usage_object",
-    "error_information.error_class",
-    "error_information.error_code",
-    "metadata.usage_object.prompt_tokens_details.cached_tokens",
-    "metadata.usage_object.cache_read_input_tokens",
-    "metadata.usage_object.cache_creation_input_tokens",
-)
-
-ERROR_PATHS = ("error_information.error_class", "error_information.error_code")
+# The paths the landing reads (its allow-list, resources.landing_record.READ_PATHS). Prompt-cache
+# token counts are in the usage object LiteLLM puts under metadata (hidden_params.usage_object
+# is null in every captured body of both versions).
+ERROR_PATHS = ERROR_READ_PATHS
 OPENAI_PROMPT_CACHE_PATHS = ("metadata.usage_object.prompt_tokens_details.cached_tokens",)
-ANTHROPIC_PROMPT_CACHE_PATHS = (
-    *OPENAI_PROMPT_CACHE_PATHS,
-    "metadata.usage_object.cache_read_input_tokens",
-    "metadata.usage_object.cache_creation_input_tokens",
-)
+ANTHROPIC_PROMPT_CACHE_PATHS = CACHE_TOKEN_READ_PATHS  # Anthropic's usage fills all four
 # In every event. The error fields are there on successes too, as empty strings, but only a
 # failure must carry them; the prompt-cache counts only where the provider reported them.
 EVERY_EVENT_PATHS = tuple(

@@ -14,6 +14,8 @@ from resources.landing_record import (
     landing_record,
     project_batch,
 )
+from tests.litellm_install import TESTED_VERSIONS
+from tests.samples import LITELLM_FIXTURES
 
 NOW = 1795350000.0
 
@@ -123,3 +125,32 @@ def test_event_hour_rounds_to_the_millisecond_as_litellms_database_does(payloads
     just_before_noon = datetime(2026, 3, 1, 11, 59, 59, 999600, tzinfo=timezone.utc)
     record = landing_record(payloads[0] | {"startTime": just_before_noon.timestamp()}, NOW)
     assert event_hour(record) == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+
+
+def captured(version: str, name: str) -> list[dict]:
+    text = (LITELLM_FIXTURES / version / name).read_text()
+    body = json.loads(text)
+    return body if isinstance(body, list) else [body]
+
+
+@pytest.mark.parametrize("version", TESTED_VERSIONS)
+def test_errors_and_caching_land_from_real_bodies_of_every_tested_version(version):
+    def land(name: str) -> dict:
+        (event,) = captured(version, name)
+        return landing_record(event, NOW)
+
+    failure = land("failure_event.json")
+    assert (failure["error_class"], failure["error_code"]) == ("RateLimitError", "429")
+    hit = land("cache_hit_event.json")
+    assert hit["cache_hit"] is True and hit["response_cost"] == "0.0"
+    openai = land("openai_cached_tokens_event.json")
+    assert (openai["cache_read_tokens"], openai["cache_creation_tokens"]) == (1920, None)
+    anthropic = land("anthropic_cache_read_event.json")
+    assert (anthropic["cache_read_tokens"], anthropic["cache_creation_tokens"]) == (2048, 512)
+    for success in captured(version, "success_batch.json"):  # error fields are "" on success
+        record = landing_record(success, NOW)
+        assert (record["error_class"], record["error_code"], record["cache_read_tokens"]) == (
+            None,
+            None,
+            None,
+        )
