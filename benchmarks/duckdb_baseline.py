@@ -3,7 +3,8 @@
 It reads the landed NDJSON of the hours with an explicit schema, keeps one delivery per
 request (the pipeline's rule), attributes department / team / agent (headers, tags,
 mapping file, team alias), sums the three aggregates with ``GROUPING SETS`` and formats
-CBF rows, all in one statement that writes nothing. It is written independently of the
+CBF rows at the default resource grain (department, team, agent, provider, model), all in
+one statement that writes nothing. It is written independently of the
 pipeline's SQL so that agreeing with it is evidence; the benchmarks check that it does.
 
 Run alone (its peak memory is measured this way)::
@@ -35,6 +36,8 @@ _COLUMNS = {
     "completion_tokens": "BIGINT",
     "total_tokens": "BIGINT",
     "request_tags": "VARCHAR[]",
+    "model": "VARCHAR",
+    "custom_llm_provider": "VARCHAR",
     "team_alias": "VARCHAR",
     "key_alias": "VARCHAR",
     "headers": 'STRUCT("x-department" VARCHAR, "x-team" VARCHAR, "x-agent" VARCHAR, '
@@ -73,7 +76,11 @@ WITH landed AS (
             / 1000.0 AS latency_ms,
         list_concat(coalesce(request_tags, []),
                     coalesce(string_split(headers."x-litellm-tags", ','), [])) AS tags,
-        headers, team_alias, key_alias, end_time, request_id
+        headers, team_alias, key_alias, end_time, request_id,
+        -- "openai/gpt-4o" from provider openai is model gpt-4o
+        coalesce(nullif(custom_llm_provider, ''), nullif(split_part(model, '/', 1), model))
+            AS provider,
+        model AS raw_model
     FROM read_json($files, format = 'newline_delimited', columns = $columns,
                    hive_partitioning = false)
 ),
@@ -86,6 +93,9 @@ requests AS (
 ),
 attributed AS (
     SELECT usage_hour, cost, prompt_tokens, completion_tokens, total_tokens, failed, latency_ms,
+        provider,
+        CASE WHEN starts_with(raw_model, provider || '/') THEN raw_model[length(provider) + 2:]
+             ELSE raw_model END AS model,
         {_dimension("department")} AS department,
         {_dimension("team")} AS team,
         {_dimension("agent")} AS agent
@@ -110,8 +120,9 @@ aggregates AS (
 resources AS (
     SELECT strftime(usage_hour, '%Y-%m-%dT%H:00:00Z') AS hour,
         {_tag("department")} AS d, {_tag("team")} AS t, {_tag("agent")} AS a,
-        sum(cost) AS cost, sum(total_tokens) AS tokens, sum(requests) AS requests
-    FROM aggregates WHERE grouping_level = 0
+        {_tag("provider")} AS p, {_tag("model")} AS m,
+        sum(cost) AS cost, sum(total_tokens) AS tokens, count(*) AS requests
+    FROM attributed
     GROUP BY ALL
 )
 SELECT 'aggregate' AS kind, grouping_level, usage_hour, department, team, agent, cost,
@@ -122,10 +133,12 @@ UNION ALL
 SELECT 'cbf', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, [
     hour, 'Usage',
     'LiteLLM spend: ' || requests || ' request' || CASE WHEN requests = 1 THEN '' ELSE 's' END,
-    'LiteLLM', 'litellm/' || url_encode(d) || '/' || url_encode(t) || '/' || url_encode(a),
+    'LiteLLM',
+    'litellm/' || url_encode(d) || '/' || url_encode(t) || '/' || url_encode(a) || '/'
+        || url_encode(p) || '/' || url_encode(m),
     CAST(tokens AS VARCHAR), 'tokens',
     CASE WHEN cost = 0 THEN '0' ELSE rtrim(rtrim(CAST(cost AS VARCHAR), '0'), '.') END,
-    d, t, a
+    d, t, a, p, m
 ]
 FROM resources
 """
