@@ -29,7 +29,8 @@ from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
 from pipelines.schedules import hourly_spend_schedule
 from pipelines.sensors import cloudzero_cbf_sensor, late_landing_sensor
 from resources.attribution import AttributionMappingResource
-from resources.cloudzero import DEFAULT_RESOURCE_DIMENSIONS, CloudZeroResource
+from resources.cloudzero import CloudZeroResource
+from resources.cloudzero_grain import DEFAULT_RESOURCE_DIMENSIONS
 from resources.lake import CHUNK_ROWS, LakeResource
 from resources.landing import LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource

@@ -13,17 +13,15 @@ report says ``dry_run``. The API key is never written anywhere.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import dagster as dg
 
-from resources.cbf import TAG_PREFIX, CbfFile, format_cost, format_hour
+from resources.cbf import CbfFile, format_cost, format_hour
 from resources.cloudzero_api import (
     AnyCostSender,
     AnyCostTransport,
@@ -38,6 +36,8 @@ from resources.cloudzero_bodies import (
     pack_bodies,
     row_bytes,
 )
+from resources.cloudzero_dry_run import write_dry_run
+from resources.cloudzero_grain import DEFAULT_RESOURCE_DIMENSIONS, parse_dimensions, widest_tag
 from resources.cloudzero_receipts import (
     CLEARED,
     SUBMITTED,
@@ -58,60 +58,15 @@ from resources.cloudzero_report import (
     SubmissionReport,
     hour_reports,
 )
-from resources.lake import atomic_write
 
 CONNECTION_PLACEHOLDER = "<CLOUDZERO_CONNECTION_ID>"
 DRY_RUN_DIR = Path("cloudzero") / "dry_run"
-MANIFEST_FILE = "manifest.json"
 
 REASON_NO_CREDENTIALS = "no credentials (set CLOUDZERO_API_KEY and CLOUDZERO_CONNECTION_ID)"
 REASON_DRY_RUN_SET = "CLOUDZERO_DRY_RUN is set"
 REASON_LIVE = "credentials configured"
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-# What a CloudZero resource can be made of: columns of spend_events. Each becomes a
-# resource/tag:<dimension> column and a part of the resource id, in the configured order.
-RESOURCE_DIMENSIONS = (
-    "department",
-    "team",
-    "agent",
-    "provider",
-    "model",
-    "model_group",
-    "call_type",
-)
-DEFAULT_RESOURCE_DIMENSIONS = "department,team,agent,provider,model"
-
-
-def parse_dimensions(spec: str) -> list[str]:
-    """``CLOUDZERO_RESOURCE_DIMENSIONS`` as a list, or a clear error."""
-    dimensions = [part.strip().lower() for part in spec.split(",") if part.strip()]
-    unknown = [d for d in dimensions if d not in RESOURCE_DIMENSIONS]
-    if not dimensions or unknown or len(set(dimensions)) != len(dimensions):
-        problem = (
-            f"unknown {', '.join(unknown)}"
-            if unknown
-            else ("none given" if not dimensions else "a dimension repeats")
-        )
-        raise ValueError(
-            f"CLOUDZERO_RESOURCE_DIMENSIONS={spec!r}: {problem}; give a comma-separated list of "
-            f"{', '.join(RESOURCE_DIMENSIONS)}"
-        )
-    return dimensions
-
-
-def widest_tag(rows: Sequence[Mapping[str, str]]) -> tuple[str, int] | None:
-    """The tag with the most distinct values among ``rows``, and how many."""
-    values: dict[str, set[str]] = {}
-    for row in rows:
-        for key, value in row.items():
-            if key.startswith(TAG_PREFIX):
-                values.setdefault(key[len(TAG_PREFIX) :], set()).add(value)
-    if not values:
-        return None
-    name = max(sorted(values), key=lambda k: len(values[k]))
-    return name, len(values[name])
 
 
 class CloudZeroResource(dg.ConfigurableResource):
@@ -283,7 +238,15 @@ class CloudZeroResource(dg.ConfigurableResource):
             f"bodies ({self.reason})"
         )
         if self.mode == DRY_RUN:
-            report = self._dry_run(bodies, run_id, actions)
+            report = write_dry_run(
+                self.dry_run_dir(run_id),
+                bodies,
+                actions,
+                run_id,
+                self.reason,
+                self.billing_drops_url,
+                self.timezone,
+            )
         else:
             report = self._deliver(bodies, run_id, actions, files, log)
         hours = tuple(sorted((*report.hours, *skipped), key=lambda h: h.hour))
@@ -396,64 +359,6 @@ class CloudZeroResource(dg.ConfigurableResource):
             for hour in sorted({h for b in other for h in b.hours}):
                 reports.append(HourReport(hour, "not sent", note="an earlier hour failed"))
         return reports
-
-    def _dry_run(
-        self, bodies: list[Body], run_id: str, actions: Mapping[datetime, Action]
-    ) -> SubmissionReport:
-        """Write each body's exact bytes and a manifest; nothing is sent, nothing receipted."""
-        directory = self.dry_run_dir(run_id)
-        files, entries = [], []
-        for n, body in enumerate(bodies, start=1):
-            path = directory / f"body-{n:04d}.json"
-            data = body.to_bytes()
-            atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
-            files.append(path)
-            entries.append(
-                {
-                    "file": path.name,
-                    "month": body.month,
-                    "operation": body.operation,
-                    "hours": [format_hour(h) for h in body.hours],
-                    "rows": len(body.rows),
-                    "bytes": body.size,
-                    "cost_total": format_cost(body.cost_total),
-                    "idempotency_key": body.idempotency_key,
-                }
-            )
-        if directory.exists():  # a re-run of the same run id with fewer bodies
-            for stale in directory.glob("body-*.json"):
-                if stale not in files:
-                    stale.unlink()
-        hours = tuple(
-            hour_reports(
-                bodies,
-                lambda hour: "dry run: would clear" if actions[hour] is Action.CLEAR else "dry run",
-            )
-        )
-        manifest: dict[str, Any] = {
-            "mode": DRY_RUN,
-            "reason": self.reason,
-            "submitted": False,
-            "run_id": run_id,
-            "url": self.billing_drops_url,
-            "timezone": self.timezone,
-            "bodies": entries,
-            "hours": [h.as_dict() for h in hours],
-        }
-        manifest_path = directory / MANIFEST_FILE
-        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-        atomic_write(manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return SubmissionReport(
-            mode=DRY_RUN,
-            reason=self.reason,
-            run_id=run_id,
-            requests=0,
-            total_bytes=sum(b.size for b in bodies),
-            hours=hours,
-            directory=directory,
-            manifest=manifest_path,
-            files=tuple(files),
-        )
 
 
 def _now() -> str:
