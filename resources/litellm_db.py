@@ -5,6 +5,10 @@ One query per run covers the whole partition range. It selects allow-listed colu
 values, extracted by the server), and arrives as Arrow through the ADBC PostgreSQL driver,
 which reads PostgreSQL's binary COPY stream: no Python object per row.
 
+``read_hour_fingerprints`` is the other read: per hour, the row count, exact spend and latest
+``"endTime"``, one grouped query bounded on ``"startTime"``, for finding hours that changed
+after they were materialised.
+
 LiteLLM's database serves live traffic, so the session is read-only, each statement has a
 time limit, and a lock that is not granted at once (a migration holding the table) makes
 the read fail fast instead of queueing and stalling LiteLLM's own writers behind it.
@@ -54,9 +58,33 @@ WHERE s."startTime" >= {start} AND s."startTime" < {end}
 """
 
 
+# Per UTC hour of [start, end): what a restatement of the hour would change. The range on
+# "startTime" is what LiteLLM's "startTime" index serves (the planner bounds the scan by it);
+# spend is each float8's shortest round-trip text rounded to 18 places, as the lake keeps
+# it, so identical rows give an identical sum on both sides.
+HOUR_FINGERPRINTS_SQL = """
+SELECT
+    date_trunc('hour', s."startTime") AS hour,
+    count(*) AS row_count,
+    sum(round(coalesce(s.spend, 0)::text::numeric, 18))::text AS spend,
+    max(coalesce(s."endTime", s."startTime")) AS last_end_time
+FROM "LiteLLM_SpendLogs" AS s
+WHERE s."startTime" >= {start} AND s."startTime" < {end}
+GROUP BY 1
+ORDER BY 1
+"""
+
+
 def spend_logs_sql(start: datetime, end: datetime) -> str:
     """``SPEND_LOGS_SQL`` for ``[start, end)``; "startTime" is timestamp without time zone, UTC."""
     return SPEND_LOGS_SQL.format(start=_timestamp_literal(start), end=_timestamp_literal(end))
+
+
+def hour_fingerprints_sql(start: datetime, end: datetime) -> str:
+    """``HOUR_FINGERPRINTS_SQL`` for ``[start, end)``, bounds written as ``spend_logs_sql``'s."""
+    return HOUR_FINGERPRINTS_SQL.format(
+        start=_timestamp_literal(start), end=_timestamp_literal(end)
+    )
 
 
 def _timestamp_literal(moment: datetime) -> str:
@@ -123,14 +151,26 @@ def read_spend_logs(
     database_url: str, start: datetime, end: datetime, limits: SessionLimits | None = None
 ) -> pa.Table:
     """Every spend-log row with ``start <= "startTime" < end``, as ``SPEND_LOG_SCHEMA``."""
+    return _read(database_url, spend_logs_sql(start, end), limits).cast(SPEND_LOG_SCHEMA)
+
+
+def read_hour_fingerprints(
+    database_url: str, start: datetime, end: datetime, limits: SessionLimits | None = None
+) -> pa.Table:
+    """Per hour of ``[start, end)`` that has rows: ``hour`` (naive UTC), ``row_count``,
+    ``spend`` (exact, as text) and ``last_end_time`` (naive UTC); one grouped query."""
+    return _read(database_url, hour_fingerprints_sql(start, end), limits)
+
+
+def _read(database_url: str, query: str, limits: SessionLimits | None) -> pa.Table:
+    """``query``'s result in a read-only, time-limited session; errors without the password."""
     uri = libpq_url(database_url, limits or SessionLimits())
     try:
         with adbc_pg.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
-            cursor.execute(spend_logs_sql(start, end))
-            table = cursor.fetch_arrow_table()
+            cursor.execute(query)
+            return cursor.fetch_arrow_table()
     except adbc_pg.Error as exc:
         detail = str(exc).replace(database_url, redact(database_url)).splitlines()[0][:300]
         raise SpendLogsDatabaseError(
             f"reading LiteLLM_SpendLogs from {redact(database_url)} failed: {detail}"
         ) from None
-    return table.cast(SPEND_LOG_SCHEMA)
