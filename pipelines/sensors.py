@@ -22,7 +22,7 @@ it compares per-hour fingerprints of the database with the lake's ``litellm_spen
 over the last ``SPEND_RECONCILE_DAYS`` days and restates the hours that differ, one run per
 contiguous range. Its run key carries both fingerprints of every hour, so one difference is
 requested once, and a new one (the database changed again) gets a new run. It keeps no
-cursor: every tick compares afresh, with one grouped query.
+cursor: every tick compares afresh, with one query of LiteLLM's table.
 """
 
 import hashlib

@@ -6,8 +6,8 @@ values, extracted by the server), and arrives as Arrow through the ADBC PostgreS
 which reads PostgreSQL's binary COPY stream: no Python object per row.
 
 ``read_hour_fingerprints`` is the other read: per hour, the row count, exact spend and latest
-``"endTime"``, one grouped query bounded on ``"startTime"``, for finding hours that changed
-after they were materialised.
+``"endTime"``, one query of one index-bounded aggregate per hour, for finding hours that
+changed after they were materialised.
 
 LiteLLM's database serves live traffic, so the session is read-only, each statement has a
 time limit, and a lock that is not granted at once (a migration holding the table) makes
@@ -17,7 +17,7 @@ the read fail fast instead of queueing and stalling LiteLLM's own writers behind
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_postgresql.dbapi as adbc_pg
@@ -58,20 +58,25 @@ WHERE s."startTime" >= {start} AND s."startTime" < {end}
 """
 
 
-# Per UTC hour of [start, end): what a restatement of the hour would change. The range on
-# "startTime" is what LiteLLM's "startTime" index serves (the planner bounds the scan by it);
-# spend is each float8's shortest round-trip text rounded to 18 places, as the lake keeps
+# Per UTC hour of [start, end) that has rows: what a restatement of the hour would change.
+# Each hour is its own aggregate over a range of LiteLLM's "startTime" index, so the read is
+# bounded by the index, needs no sort or hash of the window's rows (a GROUP BY over
+# date_trunc sorts them all, spilling to disk past work_mem) and holds one hour at a time.
+# Spend is each float8's shortest round-trip text rounded to 18 places, as the lake keeps
 # it, so identical rows give an identical sum on both sides.
 HOUR_FINGERPRINTS_SQL = """
-SELECT
-    date_trunc('hour', s."startTime") AS hour,
-    count(*) AS row_count,
-    sum(round(coalesce(s.spend, 0)::text::numeric, 18))::text AS spend,
-    max(coalesce(s."endTime", s."startTime")) AS last_end_time
-FROM "LiteLLM_SpendLogs" AS s
-WHERE s."startTime" >= {start} AND s."startTime" < {end}
-GROUP BY 1
-ORDER BY 1
+SELECT h.hour, f.row_count, f.spend, f.last_end_time
+FROM generate_series({start}, {last_hour}, INTERVAL '1 hour') AS h(hour)
+CROSS JOIN LATERAL (
+    SELECT
+        count(*) AS row_count,
+        sum(round(coalesce(s.spend, 0)::text::numeric, 18))::text AS spend,
+        max(coalesce(s."endTime", s."startTime")) AS last_end_time
+    FROM "LiteLLM_SpendLogs" AS s
+    WHERE s."startTime" >= h.hour AND s."startTime" < h.hour + INTERVAL '1 hour'
+) AS f
+WHERE f.row_count > 0
+ORDER BY h.hour
 """
 
 
@@ -81,9 +86,12 @@ def spend_logs_sql(start: datetime, end: datetime) -> str:
 
 
 def hour_fingerprints_sql(start: datetime, end: datetime) -> str:
-    """``HOUR_FINGERPRINTS_SQL`` for ``[start, end)``, bounds written as ``spend_logs_sql``'s."""
+    """``HOUR_FINGERPRINTS_SQL`` for the whole UTC hours of ``[start, end)``."""
+    if start.minute or start.second or start.microsecond or end.minute or end.second:
+        raise ValueError(f"fingerprints are per whole hour, got {start} .. {end}")
+    last_hour = end - timedelta(hours=1)
     return HOUR_FINGERPRINTS_SQL.format(
-        start=_timestamp_literal(start), end=_timestamp_literal(end)
+        start=_timestamp_literal(start), last_hour=_timestamp_literal(last_hour)
     )
 
 
@@ -158,7 +166,7 @@ def read_hour_fingerprints(
     database_url: str, start: datetime, end: datetime, limits: SessionLimits | None = None
 ) -> pa.Table:
     """Per hour of ``[start, end)`` that has rows: ``hour`` (naive UTC), ``row_count``,
-    ``spend`` (exact, as text) and ``last_end_time`` (naive UTC); one grouped query."""
+    ``spend`` (exact, as text) and ``last_end_time`` (naive UTC); one query."""
     return _read(database_url, hour_fingerprints_sql(start, end), limits)
 
 

@@ -1,6 +1,7 @@
 """Per-hour fingerprints of LiteLLM's table (real PostgreSQL) and of the lake agree exactly on
 identical rows, and change when a row is added, repriced or re-ended."""
 
+import json
 import random
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -150,11 +151,23 @@ def test_an_hour_never_materialised_differs_and_a_deleted_row_is_told_apart(spen
     assert deleted.database.rows == deleted.lake.rows - 1
 
 
-def test_the_query_is_one_grouped_read_bounded_on_start_time():
+def test_each_hour_is_an_aggregate_over_a_range_of_the_start_time_index(spend_db):
     sql = hour_fingerprints_sql(HOUR, HOUR + timedelta(days=7))
-    assert """s."startTime" >= TIMESTAMP '2026-03-01 10:00:00.000000'""" in sql
-    assert """s."startTime" < TIMESTAMP '2026-03-08 10:00:00.000000'""" in sql
-    assert "GROUP BY" in sql and "metadata" not in sql and "messages" not in sql
+    assert "generate_series(TIMESTAMP '2026-03-01 10:00:00.000000', " in sql
+    assert "TIMESTAMP '2026-03-08 09:00:00.000000', INTERVAL '1 hour')" in sql  # the last hour
+    assert "metadata" not in sql and "messages" not in sql
+    conn = psycopg2.connect(spend_db)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute('ANALYZE "LiteLLM_SpendLogs"')
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
+            plan = json.dumps(cursor.fetchone()[0])
+    finally:
+        conn.close()
+    assert '"Index Name": "LiteLLM_SpendLogs_startTime_idx"' in plan
+    assert "Seq Scan" not in plan and "HashAggregate" not in plan
+    with pytest.raises(ValueError, match="per whole hour"):
+        hour_fingerprints_sql(HOUR + timedelta(minutes=30), HOUR + timedelta(hours=2))
 
 
 def test_fingerprint_text_and_differences():
