@@ -83,5 +83,5 @@ class LiteLLMSpendLogsResource(dg.ConfigurableResource):
                 "hour fingerprints are read from LITELLM_DATABASE_URL, which is not set"
             )
         timeout_s = min(self.statement_timeout_seconds, FINGERPRINT_STATEMENT_TIMEOUT_S)
-        limits = SessionLimits(statement_timeout_s=timeout_s)
+        limits = SessionLimits(statement_timeout_s=timeout_s, jit=False)
         return database_fingerprints(self.database_url, start, end, limits)

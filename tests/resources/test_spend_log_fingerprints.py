@@ -153,21 +153,26 @@ def test_an_hour_never_materialised_differs_and_a_deleted_row_is_told_apart(spen
 
 def test_each_hour_is_an_aggregate_over_a_range_of_the_start_time_index(spend_db):
     sql = hour_fingerprints_sql(HOUR, HOUR + timedelta(days=7))
-    assert "generate_series(TIMESTAMP '2026-03-01 10:00:00.000000', " in sql
-    assert "TIMESTAMP '2026-03-08 09:00:00.000000', INTERVAL '1 hour')" in sql  # the last hour
+    assert "TIMESTAMP '2026-03-01 10:00:00.000000' + make_interval(hours => n)" in sql
+    assert "generate_series(0, 167)" in sql  # 7 days of hours, a length the planner knows
     assert "metadata" not in sql and "messages" not in sql
     conn = psycopg2.connect(spend_db)
     try:
         with conn.cursor() as cursor:
             cursor.execute('ANALYZE "LiteLLM_SpendLogs"')
             cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
-            plan = json.dumps(cursor.fetchone()[0])
+            [explained] = cursor.fetchone()[0]
+            plan = json.dumps(explained)
     finally:
         conn.close()
     assert '"Index Name": "LiteLLM_SpendLogs_startTime_idx"' in plan
     assert "Seq Scan" not in plan and "HashAggregate" not in plan
-    with pytest.raises(ValueError, match="per whole hour"):
-        hour_fingerprints_sql(HOUR + timedelta(minutes=30), HOUR + timedelta(hours=2))
+    assert explained["Plan"]["Plan Rows"] == 168  # one row per hour, as estimated
+    for start, end in [(HOUR + timedelta(seconds=30), HOUR + timedelta(hours=2, seconds=30))]:
+        with pytest.raises(ValueError, match="per whole UTC hour"):
+            hour_fingerprints_sql(start, end)
+    with pytest.raises(ValueError, match="per whole UTC hour"):
+        hour_fingerprints_sql(HOUR, HOUR)
 
 
 def test_fingerprint_text_and_differences():
