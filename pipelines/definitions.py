@@ -27,7 +27,11 @@ from assets.events import spend_events, spend_events_integrity, spend_events_qua
 from assets.ingest import litellm_spend_logs, litellm_webhook_events
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
 from pipelines.schedules import hourly_spend_schedule
-from pipelines.sensors import cloudzero_cbf_sensor, late_landing_sensor
+from pipelines.sensors import (
+    cloudzero_cbf_sensor,
+    late_landing_sensor,
+    spend_logs_reconciliation_sensor,
+)
 from resources.attribution import AttributionMappingResource
 from resources.cloudzero import CloudZeroResource
 from resources.cloudzero_grain import DEFAULT_RESOURCE_DIMENSIONS
@@ -114,6 +118,6 @@ defs = dg.Definitions(
     asset_checks=CHECKS,
     jobs=JOBS,
     schedules=[hourly_spend_schedule],
-    sensors=[cloudzero_cbf_sensor, late_landing_sensor],
+    sensors=[cloudzero_cbf_sensor, late_landing_sensor, spend_logs_reconciliation_sensor],
     resources=resources_from_env(),
 )

@@ -15,9 +15,18 @@ restatement (new hash) always gets a new run. A change whose run failed is reque
 got a new file and lie before the hourly schedule's look-back window are re-materialised
 by ``hourly_spend_job`` (one run per contiguous range); their new CBF files then reach
 CloudZero through ``cloudzero_cbf_sensor``.
+
+``spend_logs_reconciliation_sensor`` finds rows that reached LiteLLM's database after the
+look-back window (a proxy replaying its queue, a fix by hand), which leave no landing file:
+it compares per-hour fingerprints of the database with the lake's ``litellm_spend_logs``
+over the last ``SPEND_RECONCILE_DAYS`` days and restates the hours that differ, one run per
+contiguous range. Its run key carries both fingerprints of every hour, so one difference is
+requested once, and a new one (the database changed again) gets a new run. It keeps no
+cursor: every tick compares afresh, with one query of LiteLLM's table.
 """
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,14 +35,16 @@ from typing import TypeVar
 
 import dagster as dg
 
-from assets.partitions import partition_hour, partition_key
+from assets.partitions import hourly_partitions, partition_hour, partition_key
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job, range_run_request
 from pipelines.schedules import lookback_hours, lookback_window
 from resources.cbf import cbf_hour_path, format_hour, load_cbf_file
 from resources.cloudzero import CloudZeroResource
 from resources.cloudzero_receipts import Action, plan_action
-from resources.lake import LakeResource
+from resources.lake import HOUR, LakeResource, hours_between
 from resources.landing import LandingZoneResource
+from resources.litellm import LiteLLMSpendLogsResource
+from resources.spend_log_fingerprints import HourDifference, differing_hours, lake_fingerprints
 
 T = TypeVar("T")
 CBF_ASSET = dg.AssetKey("cloudzero_cbf")
@@ -197,3 +208,87 @@ def late_landing_sensor(
     if requests:
         context.log.info(f"late landings in {len(hours)} hours: {len(requests)} run(s) requested")
     return dg.SensorResult(run_requests=requests, cursor=str(max(since_ns, until_ns)))
+
+
+# --- reconciliation with LiteLLM's database ----------------------------------------------
+
+DEFAULT_RECONCILE_DAYS = 7
+# Rows this late are already hours late; the query reads every row of the days compared.
+RECONCILE_INTERVAL_S = 900
+NO_DATABASE = (
+    "LITELLM_DATABASE_URL is not set: reconciliation compares LiteLLM's database with the "
+    "lake, and only the database can be asked for per-hour fingerprints"
+)
+
+
+def reconcile_days() -> int:
+    value = os.getenv("SPEND_RECONCILE_DAYS", str(DEFAULT_RECONCILE_DAYS))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"SPEND_RECONCILE_DAYS must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def reconciled_hours(now: datetime, days: int, lookback: int, first: datetime) -> list[datetime]:
+    """The hours of the last ``days`` days before the schedule's look-back window (which
+    restates the rest anyway), none before the first partition ``first``."""
+    first_restated, last_restated = lookback_window(now, lookback)
+    start = max(last_restated + HOUR - timedelta(days=days), first)
+    return hours_between(start, first_restated) if start < first_restated else []
+
+
+def reconciliation_requests(differences: list[HourDifference]) -> list[dg.RunRequest]:
+    """One ``hourly_spend_job`` run per contiguous range of differing hours, keyed by the
+    range and a digest of every hour's two fingerprints."""
+    requests = []
+    for group in contiguous(differences, lambda difference: difference.hour):
+        digest = hashlib.sha256("\n".join(d.line() for d in group).encode()).hexdigest()
+        first, last = partition_key(group[0].hour), partition_key(group[-1].hour)
+        requests.append(
+            range_run_request(
+                group[0].hour, group[-1].hour, f"reconcile:{first}..{last}:{digest[:32]}"
+            )
+        )
+    return requests
+
+
+@dg.sensor(
+    job=hourly_spend_job,
+    minimum_interval_seconds=RECONCILE_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Compares per-hour fingerprints (rows, exact spend, latest endTime) of LiteLLM's "
+    "database with litellm_spend_logs over the last SPEND_RECONCILE_DAYS days before the "
+    "schedule's look-back window; restates the hours that differ, one run per contiguous range.",
+)
+def spend_logs_reconciliation_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, litellm: LiteLLMSpendLogsResource
+) -> dg.SensorResult:
+    if litellm.source != "database":
+        return dg.SensorResult(skip_reason=NO_DATABASE)
+    now = datetime.now(timezone.utc)
+    hours = reconciled_hours(now, reconcile_days(), lookback_hours(), hourly_partitions.start)
+    if not hours:
+        return dg.SensorResult(skip_reason="no hour before the schedule's look-back window yet")
+    database = litellm.hour_fingerprints(hours[0], hours[-1] + HOUR)
+    differences = differing_hours(hours, database, lake_fingerprints(lake, hours))
+    # Rows LiteLLM deleted (its retention cleanup, most likely) would take billed spend out
+    # of CloudZero if restated: those hours are reported, not restated.
+    gone = [d for d in differences if d.rows_gone]
+    if gone:
+        context.log.warning(
+            f"{len(gone)} hour(s) hold rows LiteLLM's database no longer has, left as they are "
+            f"(keep SPEND_RECONCILE_DAYS under LiteLLM's retention; backfill them if the rows "
+            f"were removed on purpose); first: {gone[0].line()}"
+        )
+    restate = [d for d in differences if not d.rows_gone]
+    requests = reconciliation_requests(restate)
+    compared = f"{len(hours)} hours {partition_key(hours[0])}..{partition_key(hours[-1])}"
+    if not requests:
+        return dg.SensorResult(
+            skip_reason=f"{compared}: the lake matches LiteLLM's database"
+            + (f" except {len(gone)} hour(s) with rows deleted there" if gone else "")
+        )
+    context.log.info(
+        f"{compared}: {len(restate)} hour(s) differ from LiteLLM's database, "
+        f"{len(requests)} run(s) requested; first: {restate[0].line()}"
+    )
+    return dg.SensorResult(run_requests=requests)

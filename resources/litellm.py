@@ -18,6 +18,7 @@ from resources.litellm_api import fetch_spend_logs_api
 from resources.litellm_api_client import LiteLLMApiError
 from resources.litellm_db import SessionLimits, SpendLogsDatabaseError, read_spend_logs
 from resources.raw_spend import RAW_SPEND_SCHEMA
+from resources.spend_log_fingerprints import HourFingerprint, database_fingerprints
 from resources.spend_logs import raw_spend_from_logs
 
 NOT_CONFIGURED = (
@@ -25,6 +26,8 @@ NOT_CONFIGURED = (
     "and LITELLM_MASTER_KEY; spend comes from webhook landings only"
 )
 BOTH_CONFIGURED = "LITELLM_DATABASE_URL and LITELLM_PROXY_URL are both set: the database wins"
+# The fingerprint query runs in a sensor tick, which Dagster cuts off after 60 s.
+FINGERPRINT_STATEMENT_TIMEOUT_S = 40
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,14 @@ class LiteLLMSpendLogsResource(dg.ConfigurableResource):
             "read from LITELLM_PROXY_URL /spend/logs/v2",
             fetched.metadata(),
         )
+
+    def hour_fingerprints(self, start: datetime, end: datetime) -> dict[datetime, HourFingerprint]:
+        """Row count, exact spend and latest end time per hour of ``[start, end)`` with rows,
+        from LiteLLM's database (the only source that can be asked cheaply for them)."""
+        if self.source != "database":
+            raise ValueError(
+                "hour fingerprints are read from LITELLM_DATABASE_URL, which is not set"
+            )
+        timeout_s = min(self.statement_timeout_seconds, FINGERPRINT_STATEMENT_TIMEOUT_S)
+        limits = SessionLimits(statement_timeout_s=timeout_s, jit=False)
+        return database_fingerprints(self.database_url, start, end, limits)

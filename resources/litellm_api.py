@@ -7,12 +7,18 @@ What the endpoint does, and what this reader does about it:
   ``[start, end]`` in whole seconds, and the rows are filtered to ``start <= startTime <
   end`` here, so a row at exactly ``end`` goes to the next window only.
 - Paging is ``LIMIT page_size OFFSET (page - 1) * page_size``, ``page_size`` at most 1000,
-  ordered by ``"startTime"`` alone. ``total`` counts at most 10,000 rows
-  (``total_is_capped`` says so), so pages are read until ``data`` is empty, never until
-  ``total``. Equal ``startTime`` values have no fixed order between two page queries, and a
-  row written while the pages are read shifts the offsets: a row may come twice (dropped
-  here, counted) or not at all. When ``total`` is exact (below the cap), fewer distinct rows
-  than ``total`` means one was skipped, and the window is read again.
+  ordered by ``"startTime"`` alone. ``total`` counts at most 10,000 rows (``SELECT count(*)
+  FROM (… LIMIT 10001)``; above that it says 10,000 and ``total_is_capped`` is true), so pages
+  are read until ``data`` is empty, never until ``total``. Equal ``startTime`` values have no
+  fixed order between two page queries, and a row written while the pages are read shifts
+  the offsets: a row may come twice (dropped here, counted) or not at all. When ``total`` is
+  exact, fewer distinct rows than ``total`` means one was skipped, and the window is read
+  again.
+- So every window is narrowed until its ``total`` is exact: a window whose ``total`` is
+  capped is split at a whole second near its middle and each half is read the same way,
+  recursively. The API's resolution is one second, so a one-second window is the narrowest
+  there is; more than 10,000 rows in one second cannot be proved complete through this
+  API, and the read fails naming that second (the database source has no such limit).
 - ``metadata`` arrives as an object (or, unhydrated, as JSON text) holding the key hash,
   model price maps and, with some settings, request bodies. Only three values are taken
   from it, while decoding: fields not named in ``Row`` / ``RowMetadata`` are skipped by the
@@ -49,10 +55,13 @@ MAX_PAGE_SIZE = 1000  # fastapi.Query(le=1000): larger is a 422
 TOTAL_COUNT_CAP = 10_000  # SPEND_LOGS_PAGINATION_COUNT_CAP
 API_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-# Offset paging over one UTC hour (see _windows); at 1000 rows a page this allows a
-# million rows in an hour before the reader gives up and says so.
+# Offset paging over one UTC hour (see _windows), narrowed while its total is capped.
 DEFAULT_WINDOW = timedelta(hours=1)
+# A narrowed window holds at most 10,000 rows (11 pages of 1000, the last one empty) unless
+# rows keep arriving while it is paged; this stops a proxy that never sends an empty page.
 DEFAULT_MAX_PAGES_PER_WINDOW = 1000
+# start_date / end_date are whole seconds: no window is asked for narrower than this.
+MIN_WINDOW = timedelta(seconds=1)
 # Reads of one window while fewer distinct rows than its exact total have arrived.
 DEFAULT_MAX_READS_PER_WINDOW = 3
 # The whole fetch: a 30-day backfill is ~750 windows, minutes to an hour or two.
@@ -74,7 +83,8 @@ class ApiSpendLogs:
     duplicate_rows: int  # same (request_id, litellm_call_id) again: paging shifts, re-reads
     retries: int
     window_rereads: int  # a window read again because a row was skipped
-    windows_total_capped: int  # windows over 10,000 rows: completeness not checkable
+    windows_split: int  # windows over 10,000 rows, read again as two narrower ones
+    narrowed_windows: int  # windows narrower than the caller's, read because of a split
 
     def metadata(self) -> dict[str, Any]:
         """Plain values for the asset's metadata; ``rows_received`` is the sum of the rest."""
@@ -88,7 +98,8 @@ class ApiSpendLogs:
             "api_duplicate_rows": self.duplicate_rows,
             "api_retries": self.retries,
             "api_window_rereads": self.window_rereads,
-            "api_windows_total_capped": self.windows_total_capped,
+            "api_windows_split": self.windows_split,
+            "api_narrowed_windows": self.narrowed_windows,
         }
 
 
@@ -163,8 +174,9 @@ def _windows(
     paging gets worse with the window's size: PostgreSQL reads and discards every skipped
     row, so page k costs k pages (a 30-day window would be quadratic); the longer the
     paging takes, the likelier rows shift under it; an hour usually stays under the
-    10,000-row count cap, so its exact ``total`` proves nothing was skipped; and a retry or
-    re-read repeats one hour, not the range. It is also the pipeline's partition.
+    10,000-row count cap, so its exact ``total`` proves nothing was skipped (a busier hour
+    is narrowed, see ``_split_point``); and a retry or re-read repeats one hour, not the
+    range. It is also the pipeline's partition.
     """
     cursor = start
     while cursor < end:
@@ -172,6 +184,20 @@ def _windows(
         window_end = min(boundary, end)
         yield cursor, window_end
         cursor = window_end
+
+
+def _split_point(start: datetime, end: datetime) -> datetime | None:
+    """A whole second strictly inside ``(start, end)``, near the middle; ``None`` when the
+    window is asked for as one second already (``_api_time``) and cannot be narrowed.
+
+    Whole seconds, because that is what ``start_date`` / ``end_date`` carry: each half is
+    then asked for as exactly its own seconds, plus the rows at its end's ``.000`` (the
+    inclusive end, filtered out here).
+    """
+    second = (start + (end - start) / 2).replace(microsecond=0)
+    if second <= start:
+        second += MIN_WINDOW
+    return second if second < end else None
 
 
 def _api_time(moment: datetime, *, round_up: bool) -> str:
@@ -193,7 +219,8 @@ class _Counters:
     rows_outside_window: int = 0
     duplicate_rows: int = 0
     window_rereads: int = 0
-    windows_total_capped: int = 0
+    windows_split: int = 0
+    narrowed_windows: int = 0
 
 
 class _Reader:
@@ -216,15 +243,19 @@ class _Reader:
         self.seen: set[tuple[str, str | None]] = set()
 
     def read_window(self, start: datetime, end: datetime) -> None:
-        """Keep the window's new rows; read it again while a row is provably missing."""
+        """Keep every row of ``[start, end)``, narrowing the window while its total is capped."""
         self.counters.windows += 1
+        self._read_complete(start, end)
+
+    def _read_complete(self, start: datetime, end: datetime) -> None:
+        """Read the window until its distinct rows reach its exact total; split it if capped."""
         window_keys: set[tuple[str, str | None]] = set()  # its inclusive API range
         for read in range(1, self.max_reads_per_window + 1):
             if read > 1:
                 self.counters.window_rereads += 1
             total, capped = self._read_window_once(start, end, window_keys)
             if capped:
-                self.counters.windows_total_capped += 1
+                self._split(start, end)
                 return
             if total is None or len(window_keys) >= total:
                 return
@@ -243,10 +274,31 @@ class _Reader:
             "paged?); rerun the partition"
         )
 
+    def _split(self, start: datetime, end: datetime) -> None:
+        """Read a window over the count cap as two narrower ones (rows already kept stay)."""
+        middle = _split_point(start, end)
+        if middle is None:
+            second = _api_time(start, round_up=False)
+            raise LiteLLMApiError(
+                f"LiteLLM {self.api.display_url} holds more than {TOTAL_COUNT_CAP:,} spend-log "
+                f'rows with "startTime" in the second {second} UTC: {SPEND_LOGS_PATH} filters '
+                f"to the second and counts at most {TOTAL_COUNT_CAP:,} rows, so that second "
+                "cannot be read and proved complete through the API; read this range from "
+                "LiteLLM's database instead (set LITELLM_DATABASE_URL)"
+            )
+        self.counters.windows_split += 1
+        for half_start, half_end in ((start, middle), (middle, end)):
+            self.counters.narrowed_windows += 1
+            self._read_complete(half_start, half_end)
+
     def _read_window_once(
         self, start: datetime, end: datetime, window_keys: set[tuple[str, str | None]]
     ) -> tuple[int | None, bool]:
-        """One pass over the window's pages; returns the last ``total`` and whether capped."""
+        """One pass over the window's pages: the last ``total`` and whether it is capped.
+
+        A first page whose total is capped ends the pass: the window is narrowed rather
+        than paged (its rows are kept; the narrower reads find them again as duplicates).
+        """
         params = {
             "start_date": _api_time(start, round_up=False),
             "end_date": _api_time(end, round_up=True),  # inclusive: rows at `end` filtered out
@@ -258,7 +310,7 @@ class _Reader:
             response = self.api.get_page({**params, "page": str(page)})
             self.counters.pages += 1
             self._keep(response.data, start, end, window_keys)
-            if not response.data:
+            if not response.data or (page == 1 and _is_capped(response)):
                 return response.total, _is_capped(response)
         raise LiteLLMApiError(
             f"LiteLLM {self.api.display_url} still returned rows for {params['start_date']}.."
@@ -300,7 +352,8 @@ class _Reader:
             duplicate_rows=c.duplicate_rows,
             retries=self.api.retries,
             window_rereads=c.window_rereads,
-            windows_total_capped=c.windows_total_capped,
+            windows_split=c.windows_split,
+            narrowed_windows=c.narrowed_windows,
         )
 
 

@@ -5,6 +5,10 @@ One query per run covers the whole partition range. It selects allow-listed colu
 values, extracted by the server), and arrives as Arrow through the ADBC PostgreSQL driver,
 which reads PostgreSQL's binary COPY stream: no Python object per row.
 
+``read_hour_fingerprints`` is the other read: per hour, the row count, exact spend and latest
+``"endTime"``, one query of one index-bounded aggregate per hour, for finding hours that
+changed after they were materialised.
+
 LiteLLM's database serves live traffic, so the session is read-only, each statement has a
 time limit, and a lock that is not granted at once (a migration holding the table) makes
 the read fail fast instead of queueing and stalling LiteLLM's own writers behind it.
@@ -13,7 +17,7 @@ the read fail fast instead of queueing and stalling LiteLLM's own writers behind
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_postgresql.dbapi as adbc_pg
@@ -69,9 +73,43 @@ WHERE s."startTime" >= {{start}} AND s."startTime" < {{end}}
 )
 
 
+# Per UTC hour of [start, end) that has rows: what a restatement of the hour would change.
+# Each hour is its own aggregate over a range of LiteLLM's "startTime" index, so the read is
+# bounded by the index, needs no sort or hash of the window's rows (a GROUP BY over
+# date_trunc sorts them all, spilling to disk past work_mem) and holds one hour at a time.
+# Spend is each float8's shortest round-trip text rounded to 18 places, as the lake keeps
+# it, so identical rows give an identical sum on both sides.
+# The hours come from an integer series, whose length the planner knows (a timestamp
+# series is guessed at 1000 rows on PostgreSQL 15).
+HOUR_FINGERPRINTS_SQL = """
+SELECT h.hour, f.row_count, f.spend, f.last_end_time
+FROM (
+    SELECT {start} + make_interval(hours => n) AS hour FROM generate_series(0, {last}) AS n
+) AS h
+CROSS JOIN LATERAL (
+    SELECT
+        count(*) AS row_count,
+        sum(round(coalesce(s.spend, 0)::text::numeric, 18))::text AS spend,
+        max(coalesce(s."endTime", s."startTime")) AS last_end_time
+    FROM "LiteLLM_SpendLogs" AS s
+    WHERE s."startTime" >= h.hour AND s."startTime" < h.hour + INTERVAL '1 hour'
+) AS f
+WHERE f.row_count > 0
+ORDER BY h.hour
+"""
+
+
 def spend_logs_sql(start: datetime, end: datetime) -> str:
     """``SPEND_LOGS_SQL`` for ``[start, end)``; "startTime" is timestamp without time zone, UTC."""
     return SPEND_LOGS_SQL.format(start=_timestamp_literal(start), end=_timestamp_literal(end))
+
+
+def hour_fingerprints_sql(start: datetime, end: datetime) -> str:
+    """``HOUR_FINGERPRINTS_SQL`` for the whole UTC hours of ``[start, end)``."""
+    first, hours = start.astimezone(timezone.utc), (end - start) / timedelta(hours=1)
+    if first.minute or first.second or first.microsecond or not hours.is_integer() or hours < 1:
+        raise ValueError(f"fingerprints are per whole UTC hour, got {start} .. {end}")
+    return HOUR_FINGERPRINTS_SQL.format(start=_timestamp_literal(start), last=int(hours) - 1)
 
 
 def _timestamp_literal(moment: datetime) -> str:
@@ -87,6 +125,9 @@ class SessionLimits:
     statement_timeout_s: int = 300
     lock_timeout_s: int = 5
     application_name: str = "litellm-cloudzero-spend"
+    # Off for queries of many small index scans, whose plan cost (counted once per loop)
+    # passes jit_above_cost although compiling takes longer than running them.
+    jit: bool = True
 
     def options(self) -> str:
         return " ".join(
@@ -95,6 +136,7 @@ class SessionLimits:
                 f"-c statement_timeout={self.statement_timeout_s * 1000}",
                 f"-c lock_timeout={self.lock_timeout_s * 1000}",
                 f"-c idle_in_transaction_session_timeout={self.statement_timeout_s * 1000}",
+                *([] if self.jit else ["-c jit=off"]),
             ]
         )
 
@@ -138,14 +180,26 @@ def read_spend_logs(
     database_url: str, start: datetime, end: datetime, limits: SessionLimits | None = None
 ) -> pa.Table:
     """Every spend-log row with ``start <= "startTime" < end``, as ``SPEND_LOG_SCHEMA``."""
+    return _read(database_url, spend_logs_sql(start, end), limits).cast(SPEND_LOG_SCHEMA)
+
+
+def read_hour_fingerprints(
+    database_url: str, start: datetime, end: datetime, limits: SessionLimits | None = None
+) -> pa.Table:
+    """Per hour of ``[start, end)`` that has rows: ``hour`` (naive UTC), ``row_count``,
+    ``spend`` (exact, as text) and ``last_end_time`` (naive UTC); one query."""
+    return _read(database_url, hour_fingerprints_sql(start, end), limits)
+
+
+def _read(database_url: str, query: str, limits: SessionLimits | None) -> pa.Table:
+    """``query``'s result in a read-only, time-limited session; errors without the password."""
     uri = libpq_url(database_url, limits or SessionLimits())
     try:
         with adbc_pg.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
-            cursor.execute(spend_logs_sql(start, end))
-            table = cursor.fetch_arrow_table()
+            cursor.execute(query)
+            return cursor.fetch_arrow_table()
     except adbc_pg.Error as exc:
         detail = str(exc).replace(database_url, redact(database_url)).splitlines()[0][:300]
         raise SpendLogsDatabaseError(
             f"reading LiteLLM_SpendLogs from {redact(database_url)} failed: {detail}"
         ) from None
-    return table.cast(SPEND_LOG_SCHEMA)

@@ -4,8 +4,10 @@ What it reproduces of ``ui_view_spend_logs`` (``proxy/spend_tracking/
 spend_management_endpoints.py``): bearer master-key auth with LiteLLM's 401/403 bodies;
 ``start_date`` / ``end_date`` as ``'YYYY-MM-DD HH:MM:SS'`` or ``'YYYY-MM-DD'`` in UTC, both
 inclusive on ``"startTime"``; ``sort_by`` / ``sort_order``; ``LIMIT``/``OFFSET`` pages with
-``page_size`` ≤ 1000 (FastAPI's 422 above); ``total`` counted up to 10,000 with
-``total_is_capped``; rows carrying the list columns only (no ``messages`` / ``response``), with
+``page_size`` ≤ 1000 (FastAPI's 422 above); ``total`` counted as LiteLLM counts it,
+``SELECT count(*) FROM (… LIMIT 10001)``, so above 10,000 rows it says 10,000 with
+``total_is_capped`` true, while the pages still serve every row (the listing's ``OFFSET`` is not
+bounded by the cap); rows carrying the list columns only (no ``messages`` / ``response``), with
 ``metadata`` hydrated to an object and ``request_tags`` left as JSON text, as ``query_raw``
 leaves it. Datetimes are serialised as FastAPI serialises the aware datetimes Prisma returns:
 ``2026-03-01T10:59:59.999000+00:00``, or ``…T11:00:00+00:00`` on a whole second.
@@ -231,6 +233,10 @@ class FakeLiteLLM(FakeServer):
 
     def spend_log_requests(self) -> list[ServedRequest]:
         return [r for r in self.requests if r.path == SPEND_LOGS_PATH]
+
+    def rows_counted(self, start_date: str, end_date: str) -> int:
+        """The rows a request for ``start_date..end_date`` matches, before the count cap."""
+        return len(self._select(_parse_date(start_date), _parse_date(end_date), "startTime", False))
 
     # --- what a request gets ---
 

@@ -13,7 +13,11 @@ from demo.population import MAPPING_YAML
 from demo.traffic import Traffic, generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, CHECKS, JOBS, resources_from_env
 from pipelines.jobs import partition_range_tags
-from pipelines.sensors import cloudzero_cbf_sensor, late_landing_sensor
+from pipelines.sensors import (
+    cloudzero_cbf_sensor,
+    late_landing_sensor,
+    spend_logs_reconciliation_sensor,
+)
 from resources.cbf import cbf_hour_path, load_cbf_file
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource
@@ -53,7 +57,7 @@ class Pipeline:
             assets=ASSETS,
             asset_checks=CHECKS,
             jobs=JOBS,
-            sensors=[cloudzero_cbf_sensor, late_landing_sensor],
+            sensors=[cloudzero_cbf_sensor, late_landing_sensor, spend_logs_reconciliation_sensor],
             resources=resources,
         )
         self.resources = resources

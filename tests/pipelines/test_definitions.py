@@ -93,6 +93,22 @@ def test_the_sensor_check_and_pool_guard_the_submission():
     assert submission.pools == {"cloudzero"}
 
 
+def test_the_sensors_are_on_by_default_and_restate_through_the_hourly_job():
+    sensors = {s.name: s for s in definitions.defs.sensors}
+    assert set(sensors) == {
+        "cloudzero_cbf_sensor",
+        "late_landing_sensor",
+        "spend_logs_reconciliation_sensor",
+    }
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    assert sensors["late_landing_sensor"].job_name == "hourly_spend_job"
+    assert sensors["spend_logs_reconciliation_sensor"].job_name == "hourly_spend_job"
+    assert sensors["spend_logs_reconciliation_sensor"].required_resource_keys == {
+        "lake",
+        "litellm",
+    }
+
+
 def test_resources_come_from_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("SPEND_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("CLOUDZERO_API_URL", "http://127.0.0.1:9")

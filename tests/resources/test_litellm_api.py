@@ -52,26 +52,109 @@ def counters_add_up(result) -> bool:
 # --- paging ---------------------------------------------------------------------------
 
 
-def test_pages_until_empty_past_the_10000_row_count_cap():
+def windows_asked(fake: FakeLiteLLM) -> dict[tuple[str, str], list[int]]:
+    """The pages asked for each ``(start_date, end_date)``, in order of first request."""
+    asked: dict[tuple[str, str], list[int]] = {}
+    for request in fake.spend_log_requests():
+        window = (request.params["start_date"], request.params["end_date"])
+        asked.setdefault(window, []).append(int(request.params["page"]))
+    return asked
+
+
+def test_an_hour_over_the_count_cap_is_read_as_two_halves_with_exact_totals():
     rows = rows_in_hour(12_345)
     with FakeLiteLLM(rows) as fake:
-        first = httpx.get(
-            f"{fake.url}{SPEND_LOGS_PATH}",
-            params={"start_date": "2026-03-01 10:00:00", "end_date": "2026-03-01 11:00:00"},
-            headers={"Authorization": f"Bearer {MASTER_KEY}"},
-        ).json()
         result = fetch(fake)
+        asked = windows_asked(fake)
         served = fake.spend_log_requests()
 
-    assert (first["total"], first["total_is_capped"]) == (10_000, True)  # what LiteLLM says
     assert result.table.num_rows == 12_345
     assert sorted(result.table["request_id"].to_pylist()) == [r["request_id"] for r in rows]
-    assert result.pages == 14 and result.windows_total_capped == 1  # 13 full pages + empty
-    assert [r.params["page"] for r in served[1:]] == [str(p) for p in range(1, 15)]
+    # The hour's first page says the total is capped: no further page of it is asked for.
+    assert asked == {
+        ("2026-03-01 10:00:00", "2026-03-01 11:00:00"): [1],
+        ("2026-03-01 10:00:00", "2026-03-01 10:30:00"): list(range(1, 9)),  # 6,172 rows
+        ("2026-03-01 10:30:00", "2026-03-01 11:00:00"): list(range(1, 9)),  # 6,173 rows
+    }
+    assert (result.windows, result.windows_split, result.narrowed_windows) == (1, 1, 2)
+    assert result.pages == 17 and result.window_rereads == 0
+    # The first page's 1,000 rows are kept, and found again by the first half.
+    assert result.duplicate_rows == 1_000 and counters_add_up(result)
     assert {
-        (r.params["page_size"], r.params["sort_by"], r.params["sort_order"]) for r in served[1:]
+        (r.params["page_size"], r.params["sort_by"], r.params["sort_order"]) for r in served
     } == {("1000", "startTime", "asc")}
-    assert counters_add_up(result) and result.duplicate_rows == 0
+
+
+def test_a_burst_is_narrowed_recursively_until_every_window_total_is_exact():
+    # 25,000 rows: 5,000 spread over the hour, 11,000 in four seconds, 9,000 in 90 seconds.
+    burst_at = HOUR_10 + timedelta(minutes=20, seconds=7)
+    rows = (
+        rows_in_hour(5_000, prefix="quiet")
+        + [
+            spend_log_row(f"burst-{i:05d}", burst_at + timedelta(microseconds=i * 360))
+            for i in range(11_000)
+        ]
+        + [
+            spend_log_row(f"wave-{i:05d}", HOUR_10 + timedelta(minutes=41, milliseconds=i * 10))
+            for i in range(9_000)
+        ]
+    )
+    with FakeLiteLLM(rows) as fake:
+        result = fetch(fake)
+        asked = windows_asked(fake)
+        counted = {window: fake.rows_counted(*window) for window in asked}
+
+    assert result.table.num_rows == 25_000 and counters_add_up(result)
+    assert len(set(result.table["request_id"].to_pylist())) == 25_000
+    paged = {window for window, pages in asked.items() if pages != [1] or counted[window] == 0}
+    capped = set(asked) - paged
+    # Every window read to its end had an exact total; every capped one was split, not paged.
+    assert all(counted[window] <= 10_000 for window in paged)
+    assert all(counted[window] > 10_000 for window in capped)
+    assert result.windows_split == len(capped) and result.narrowed_windows == 2 * len(capped)
+    # The windows read to their end tile the hour: each starts where another ends.
+    starts, ends = sorted(w[0] for w in paged), sorted(w[1] for w in paged)
+    assert starts[0] == "2026-03-01 10:00:00" and ends[-1] == "2026-03-01 11:00:00"
+    assert starts[1:] == ends[:-1]
+
+
+def test_more_rows_than_the_cap_in_one_second_is_an_error_naming_that_second():
+    second = HOUR_10 + timedelta(minutes=15, seconds=7)
+    rows = [
+        spend_log_row(f"same-second-{i:05d}", second + timedelta(microseconds=i * 99))
+        for i in range(10_001)
+    ]
+    with FakeLiteLLM(rows) as fake:
+        with pytest.raises(LiteLLMApiError) as failed:
+            fetch(fake)
+        asked = windows_asked(fake)
+        capped = [pages for window, pages in asked.items() if fake.rows_counted(*window) > 10_000]
+
+    message = str(failed.value)
+    assert "more than 10,000" in message and "2026-03-01 10:15:07 UTC" in message
+    assert "LITELLM_DATABASE_URL" in message and MASTER_KEY not in message
+    # Narrowed to that one second, each capped window asked for its first page only.
+    assert ("2026-03-01 10:15:07", "2026-03-01 10:15:08") in asked
+    assert capped and all(pages == [1] for pages in capped)
+
+
+def test_rows_written_while_paging_that_pass_the_cap_narrow_the_window():
+    rows = rows_in_hour(9_990)
+    more = [
+        spend_log_row(f"more-{n:02d}", HOUR_10 + timedelta(minutes=50, seconds=n))
+        for n in range(20)
+    ]
+
+    def write_more_rows(fake: FakeLiteLLM) -> None:
+        fake.add_rows(more)
+
+    with FakeLiteLLM(rows) as fake:
+        fake.inject("ok", write_more_rows)  # page 2 onwards: 10,010 rows, total capped
+        result = fetch(fake)
+
+    assert result.table.num_rows == 10_010
+    assert result.windows_split == 1 and result.narrowed_windows == 2
+    assert counters_add_up(result)
 
 
 def test_one_request_window_per_utc_hour_with_the_api_inclusive_end():
@@ -385,3 +468,21 @@ def test_fake_refuses_what_litellm_refuses():
     assert no_key.status_code == 401 and no_key.json()["error"]["type"] == "auth_error"
     ids = [row["request_id"] for row in newest_first.json()["data"]]
     assert ids == ["req-00002", "req-00001", "req-00000"]
+
+
+@pytest.mark.parametrize(("count", "capped"), [(10_000, False), (10_001, True)])
+def test_fake_counts_to_the_cap_and_serves_every_row_as_litellm_does(count, capped):
+    # LiteLLM 1.106.2: SELECT count(*) FROM (… LIMIT 10001); capped when that finds 10,001,
+    # and the listing's OFFSET is not limited by the cap.
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    window = {"start_date": "2026-03-01 10:00:00", "end_date": "2026-03-01 11:00:00"}
+    with FakeLiteLLM(rows_in_hour(count)) as fake:
+        url = f"{fake.url}{SPEND_LOGS_PATH}"
+        last = httpx.get(
+            url,
+            params={**window, "page": "11", "page_size": "1000", "sort_order": "asc"},
+            headers=auth,
+        ).json()
+
+    assert (last["total"], last["total_is_capped"], last["total_pages"]) == (10_000, capped, 10)
+    assert len(last["data"]) == count - 10_000

@@ -34,6 +34,8 @@ def test_libpq_url_carries_the_session_limits_and_prisma_schema():
         "search_path=llm",
     ):
         assert f"-c {setting}" in options
+    assert "jit" not in options
+    assert "-c jit=off" in SessionLimits(jit=False).options()  # the fingerprint query's
 
 
 def test_a_non_postgres_url_is_refused_clearly():
