@@ -15,17 +15,18 @@ from assets.partitions import hourly_asset, hourly_partitions, partition_hours
 from assets.schemas import AGGREGATES
 from resources.cbf import (
     CbfFile,
-    cbf_hour_path,
+    cbf_hour_key,
     cost_total,
     exact_sum,
     format_cost,
-    load_cbf_file,
+    load_cbf_hours,
     write_cbf_csv,
 )
 from resources.cbf_validation import validate_cbf_hours
 from resources.cloudzero import CloudZeroResource
 from resources.cloudzero_report import MONTH_WARN_SHARE
 from resources.lake import LakeResource, hours_between, split_by_hour
+from resources.storage import Storage
 
 # The aggregates that carry all of an hour's money (request_errors carries the failed part).
 SPEND_AGGREGATES = [name for name, spec in AGGREGATES.items() if not spec.failed_only]
@@ -84,7 +85,7 @@ def cloudzero_cbf(
         totals = {name: costs.get(hour, Decimal(0)) for name, costs in stage_costs.items()}
         reconcile(totals | {"cloudzero_cbf": cbf_totals[hour]}, hour)
     files = [
-        write_cbf_csv(rows, cbf_hour_path(lake.data_dir, hour))
+        write_cbf_csv(rows, lake.storage, cbf_hour_key(hour))
         for hour, rows in sorted(rows_by_hour.items())
     ]
     rows = pa.concat_tables([rows for _, rows in sorted(rows_by_hour.items())])
@@ -101,17 +102,16 @@ def cloudzero_cbf(
     )
 
 
-def load_cbf_hours(data_dir: str, hours: Sequence[datetime]) -> dict[datetime, CbfFile]:
+def cbf_files_of(storage: Storage, hours: Sequence[datetime]) -> dict[datetime, CbfFile]:
     """Every hour's CBF file; a missing one means cloudzero_cbf was not materialised."""
-    files = {}
-    for hour in hours:
-        path = cbf_hour_path(data_dir, hour)
-        if not path.exists():
-            raise dg.Failure(
-                f"no CBF file for {hour:%Y-%m-%dT%H}:00Z ({path}); materialise cloudzero_cbf "
-                "for this hour first"
-            )
-        files[hour] = load_cbf_file(path)
+    files = load_cbf_hours(storage, hours)
+    missing = [hour for hour in hours if hour not in files]
+    if missing:
+        raise dg.Failure(
+            f"no CBF file for {len(missing)} hour(s), first {missing[0]:%Y-%m-%dT%H}:00Z "
+            f"({storage.url(cbf_hour_key(missing[0]))}); materialise cloudzero_cbf for "
+            "these hours first"
+        )
     return files
 
 
@@ -136,7 +136,7 @@ def cloudzero_cbf_is_valid(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     hours = partition_hours(context)
-    files = load_cbf_hours(lake.data_dir, hours)
+    files = cbf_files_of(lake.storage, hours)
     problems = validate_cbf_hours({hour: f.rows for hour, f in files.items()})
     first = ", ".join(f"{h:%Y-%m-%dT%H}:00Z: {r[0]}" for h, r in sorted(problems.items())[:3])
     return dg.AssetCheckResult(
@@ -174,11 +174,7 @@ def cloudzero_month_within_limits(
     context: dg.AssetCheckExecutionContext, lake: LakeResource, cloudzero: CloudZeroResource
 ) -> dg.AssetCheckResult:
     hours = month_hours(partition_hours(context))
-    files = {
-        hour: load_cbf_file(path)
-        for hour in hours
-        if (path := cbf_hour_path(lake.data_dir, hour)).exists()
-    }
+    files = load_cbf_hours(lake.storage, hours)
     months = cloudzero.month_outlook(files)
     near = [m for m in months if m.share >= MONTH_WARN_SHARE]
     return dg.AssetCheckResult(
@@ -226,7 +222,7 @@ def cloudzero_submission(
     cloudzero: CloudZeroResource,
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    files = load_cbf_hours(lake.data_dir, hours)
+    files = cbf_files_of(lake.storage, hours)
     invalid = validate_cbf_hours({hour: f.rows for hour, f in files.items()})
     report = cloudzero.submit(
         files, context.run.run_id, invalid=invalid, force=config.force, log=context.log.info

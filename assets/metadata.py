@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -43,7 +42,7 @@ def markdown_preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> str:
     return "\n".join(lines)
 
 
-def range_metadata(hours: Sequence[datetime], files: Sequence[Path]) -> dict[str, Any]:
+def range_metadata(hours: Sequence[datetime], files: Sequence[str]) -> dict[str, Any]:
     """Where the run wrote: the hour range and the folder of its files."""
     meta: dict[str, Any] = {
         "hours": len(hours),
@@ -52,8 +51,8 @@ def range_metadata(hours: Sequence[datetime], files: Sequence[Path]) -> dict[str
         "files_written": len(files),
     }
     if files:
-        # The asset's folder (three levels above date=/hour=/file), openable in a notebook.
-        meta["path"] = dg.MetadataValue.path(str(Path(files[0]).parents[2].resolve()))
+        # The asset's folder (above date=/hour=/file), openable in a notebook.
+        meta["path"] = dg.MetadataValue.path(files[0].rsplit("/", 3)[0])
     return meta
 
 
@@ -64,10 +63,10 @@ class RangeSummary:
 
     rows: int = 0
     cost: Decimal | None = None  # None for a table without a cost column
-    files: list[Path] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # where each hour went (URLs)
     preview: pa.Table | None = None
 
-    def add(self, table: pa.Table, files: Sequence[Path], preview: pa.Table | None = None) -> None:
+    def add(self, table: pa.Table, files: Sequence[str], preview: pa.Table | None = None) -> None:
         self.rows += table.num_rows
         if "cost" in table.column_names:
             with decimal.localcontext(prec=100):  # exact: far wider than DECIMAL(38, 18)

@@ -48,7 +48,8 @@ from benchmarks.pipeline_run import (
     work_dir,
 )
 from benchmarks.spend_data import land_hour
-from resources.cbf import cbf_hour_path, read_cbf_csv
+from resources.cbf import cbf_hour_key, read_cbf_csv
+from resources.storage import storage_at
 
 HOUR = datetime(2026, 4, 15, 13, tzinfo=timezone.utc)
 START_DATE = "2026-04-01"
@@ -86,7 +87,7 @@ def verify(data_dir: Path, mapping: Path) -> int:
         mine = sorted(tuple(r.values()) for r in table.to_pylist())
         if mine != aggregate_rows(result, asset, dimensions):
             raise RuntimeError(f"{asset} differs from the baseline's rows")
-    files = read_cbf_csv(cbf_hour_path(data_dir, HOUR))
+    files = read_cbf_csv(storage_at(str(data_dir)), cbf_hour_key(HOUR))
     mine = sorted(tuple(r.values()) for r in files)  # in the file's column order
     if mine != cbf_rows(result):
         raise RuntimeError("the CBF file differs from the baseline's CBF rows")

@@ -32,11 +32,12 @@ import pyarrow as pa
 from assets.cbf_rows import cbf_rows
 from benchmarks import progress, publish
 from benchmarks.machine import cores_busy, describe_machine, sample_cpu
-from resources.cbf import CbfFile, cbf_hour_path, load_cbf_file, write_cbf_csv
+from resources.cbf import CbfFile, cbf_hour_key, load_cbf_file, write_cbf_csv
 from resources.cloudzero import CloudZeroResource
 from resources.cloudzero_api import AnyCostTransport
 from resources.cloudzero_bodies import dumps, pack_bodies
 from resources.cloudzero_report import MONTH_BYTE_LIMIT, MONTH_ROW_LIMIT
+from resources.storage import storage_at
 from tests.cbf_rows import ledger_differences
 from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost, Fault
 
@@ -94,9 +95,11 @@ def spend_table(hour: datetime, triples: Sequence[tuple[str, ...]], rng: random.
 def generate_files(data_dir: Path, hours: int, resources: int, seed: int) -> dict:
     """Each hour's ``cbf.csv`` under ``data_dir``, written by ``resources.cbf`` and read back."""
     rng, triples, files = random.Random(seed), resource_triples(resources), {}
+    storage = storage_at(str(data_dir))
     for hour in month_hours(hours):
         rows = cbf_rows(spend_table(hour, triples, rng), RESOURCE_DIMENSIONS)
-        files[hour] = load_cbf_file(write_cbf_csv(rows, cbf_hour_path(data_dir, hour)))
+        write_cbf_csv(rows, storage, cbf_hour_key(hour))
+        files[hour] = load_cbf_file(storage, cbf_hour_key(hour))
     return files
 
 
@@ -112,7 +115,7 @@ def month_totals(files: Mapping[datetime, CbfFile]) -> dict[str, MonthTotals]:
     for hour, cbf in sorted(files.items()):
         acc = totals.setdefault(f"{hour:%Y-%m}", [0, 0, 0])
         acc[0] += len(cbf.rows)
-        acc[1] += cbf.path.stat().st_size
+        acc[1] += Path(cbf.url).stat().st_size  # the benchmark writes to a local folder
         acc[2] += sum(len(dumps(row)) for row in cbf.rows)
     return {month: MonthTotals(*acc) for month, acc in totals.items()}
 

@@ -41,7 +41,7 @@ from benchmarks.pipeline_run import (
     work_dir,
 )
 from benchmarks.spend_data import Landed, land_month
-from resources.cbf import cbf_hour_path
+from resources.cbf import cbf_hour_key
 from resources.duck import connection
 
 MONTH_START = datetime(2026, 4, 1, tzinfo=timezone.utc)
@@ -89,7 +89,7 @@ def verify(data_dir: Path, landed: Landed) -> None:
             {"files": str(data_dir / "lake" / "spend_events" / "*" / "*" / "*.parquet")},
         ).fetchone()
     hours = [MONTH_START + timedelta(hours=i) for i in range(HOURS)]
-    missing = [h for h in hours if not cbf_hour_path(data_dir, h).exists()]
+    missing = [h for h in hours if not (data_dir / cbf_hour_key(h)).exists()]
     if events != landed.requests or missing:
         raise RuntimeError(
             f"spend_events has {events} rows for {landed.requests} requests; "

@@ -58,10 +58,10 @@ def start_times(rows: int, days: int) -> Iterator[datetime]:
 def sensor_window() -> tuple[datetime, datetime]:
     """The hours a tick at ``TABLE_END`` compares, with the default settings."""
     from pipelines.schedules import DEFAULT_LOOKBACK_HOURS
-    from pipelines.sensors import DEFAULT_RECONCILE_DAYS, reconciled_hours
+    from pipelines.sensors import DEFAULT_RECONCILE_DAYS, late_data_hours
 
     first_partition = TABLE_END - timedelta(days=365)
-    hours = reconciled_hours(
+    hours = late_data_hours(
         TABLE_END, DEFAULT_RECONCILE_DAYS, DEFAULT_LOOKBACK_HOURS, first_partition
     )
     return hours[0], hours[-1] + timedelta(hours=1)

@@ -24,7 +24,8 @@ from pathlib import Path
 import msgspec
 
 from demo.traffic import generate_traffic
-from resources.landing import LandingZone
+from resources.lake import hive_prefix
+from resources.landing import LANDING_FOLDER, LandingZone
 
 BATCH_EVENTS = 512
 CHUNK_EVENTS = 10_240
@@ -88,17 +89,16 @@ def _shifted_line(line: bytes, seconds: float, suffix: str) -> bytes:
 def copy_hour_shifted(zone: LandingZone, source: datetime, days: int) -> Landed:
     """Copy ``source``'s landed files ``days`` later, ids suffixed ``-d<days>``."""
     target = source + timedelta(days=days)
-    folder = zone.root / f"date={target:%Y-%m-%d}" / f"hour={target:%H}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = hive_prefix(LANDING_FOLDER, target)
     landed = Landed()
-    for path in zone.hour_files(source):
+    for entry in zone.hour_entries([source])[0]:
         lines = [
             _shifted_line(line, days * 86_400.0, f"-d{days}")
-            for line in path.read_bytes().splitlines()
+            for line in zone.storage.read(entry.key).splitlines()
             if line
         ]
         data = b"".join(lines)
-        (folder / path.name).write_bytes(data)
+        zone.storage.write(f"{folder}/{entry.key.rsplit('/', 1)[-1]}", data)
         landed.add(Landed(len(lines), 0, 1, len(data)))
     return landed
 

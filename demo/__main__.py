@@ -21,9 +21,9 @@ def demo_window(now: datetime, hours: int) -> tuple[datetime, datetime]:
     return end - timedelta(hours=hours), end
 
 
-def prepare_environment(data_dir: Path, first_hour: datetime) -> Path:
+def prepare_environment(root: str, first_hour: datetime) -> Path:
     """Embedded defaults, set before the code location is imported (it reads them once)."""
-    os.environ.setdefault("SPEND_DATA_DIR", str(data_dir))
+    os.environ.setdefault("SPEND_DATA_DIR", root)
     os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve()))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     # The partitions must cover the window even in the first hours of a new year.
@@ -35,7 +35,8 @@ def prepare_environment(data_dir: Path, first_hour: datetime) -> Path:
         os.environ["SPEND_START_DATE"] = f"{first_hour:%Y-%m-%d}"
     from demo.population import MAPPING_YAML
 
-    mapping = data_dir / "sample_attribution.yaml"
+    # A local file next to the instance: the storage root may be a bucket.
+    mapping = Path(os.environ["DAGSTER_HOME"]) / "sample_attribution.yaml"
     if "SPEND_ATTRIBUTION_FILE" not in os.environ:
         mapping.parent.mkdir(parents=True, exist_ok=True)
         mapping.write_text(MAPPING_YAML)
@@ -43,18 +44,19 @@ def prepare_environment(data_dir: Path, first_hour: datetime) -> Path:
     return Path(os.environ["SPEND_ATTRIBUTION_FILE"])
 
 
-def land_sample_traffic(data_dir: Path, first: datetime, hours: int, per_hour: int, seed: int):
+def land_sample_traffic(root: str, first: datetime, hours: int, per_hour: int, seed: int):
     """Replace earlier sample landings of these hours, then land fresh ones."""
     from demo.traffic import generate_traffic, land_traffic
     from resources.landing import LandingZone
 
-    zone = LandingZone(data_dir)
-    for i in range(hours):
-        for old in zone.hour_files(first + timedelta(hours=i)):
-            if old.name.startswith("sample-"):
-                old.unlink()
+    zone = LandingZone(root)
+    window = [first + timedelta(hours=i) for i in range(hours)]
+    for entries in zone.hour_entries(window):
+        for old in entries:
+            if old.key.rsplit("/", 1)[-1].startswith("sample-"):
+                zone.storage.delete(old.key)
     traffic = generate_traffic(first, hours, events_per_hour=per_hour, seed=seed)
-    land_traffic(traffic, data_dir, writer_id="sample")
+    land_traffic(traffic, root, writer_id="sample")
     return traffic
 
 
@@ -76,10 +78,12 @@ def run_range(first: datetime, last: datetime) -> None:
         print(f"{job_name}: run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
 
 
-def print_summary(data_dir: Path, first: datetime, end: datetime) -> None:
+def print_summary(root: str, first: datetime, end: datetime) -> None:
     from resources.duck import connection
+    from resources.lake import LakeResource, hours_between
 
-    lake = data_dir / "lake"
+    lake = LakeResource(data_dir=root)
+    hours = hours_between(first, end)
     with connection() as con:
         for asset, keys in (
             ("spend_by_department", "department"),
@@ -90,27 +94,32 @@ def print_summary(data_dir: Path, first: datetime, end: datetime) -> None:
             print(
                 f"\nCost by {keys.split(', ')[-1]} ({first:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00} UTC)"
             )
+            lake.scan(asset, hours).create_view(con, asset)
             rows = con.execute(
                 f"""
                 SELECT {keys}, sum(cost) AS cost, sum(requests) AS requests
-                FROM read_parquet(?, hive_partitioning = true)
-                WHERE usage_hour >= ? AND usage_hour < ?
-                GROUP BY ALL ORDER BY cost DESC
-                """,
-                [str(lake / asset / "*" / "*" / "*.parquet"), first, end],
+                FROM {asset} GROUP BY ALL ORDER BY cost DESC
+                """
             ).fetchall()
             labels = [" / ".join(names) for *names, _, _ in rows]
             width = max(map(len, labels), default=0)
             for label, (*_, cost, requests) in zip(labels, rows, strict=True):
                 print(f"  {label:<{width}}  ${cost:>12.6f}  {requests:>7} requests")
+    storage = lake.storage
     print(
         f"""
-Parquet lake:      {lake.resolve()}/<asset>/date=YYYY-MM-DD/hour=HH/part-0.parquet
-CBF files:         {(data_dir / "cbf").resolve()}/date=YYYY-MM-DD/hour=HH/cbf.csv
-Dry-run bodies:    {(data_dir / "cloudzero" / "dry_run").resolve()}/<run id>/
-Query in DuckDB:   SELECT * FROM read_parquet('{lake}/spend_events/*/*/*.parquet', hive_partitioning = true)
+Parquet lake:      {storage.url("lake")}/<asset>/date=YYYY-MM-DD/hour=HH/part-0.parquet
+CBF files:         {storage.url("cbf")}/date=YYYY-MM-DD/hour=HH/cbf.csv
+Dry-run bodies:    {storage.url("cloudzero/dry_run")}/<run id>/
+Query in DuckDB:   {query_hint(storage.url("lake/spend_events"), storage.local)}
 Open the UI:       make dev   (DAGSTER_HOME={os.environ["DAGSTER_HOME"]}; http://127.0.0.1:3000)"""
     )
+
+
+def query_hint(table: str, local: bool) -> str:
+    if local:
+        return f"SELECT * FROM read_parquet('{table}/*/*/*.parquet', hive_partitioning = true)"
+    return f"duckdb.sql(\"SELECT * FROM ds\") with ds = pyarrow.dataset.dataset('{table}', partitioning='hive')"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,17 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-hour", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    data_dir = Path(os.getenv("SPEND_DATA_DIR", "./data"))
+    root = os.getenv("SPEND_DATA_DIR", "./data")
     first, end = demo_window(datetime.now(timezone.utc), args.hours)
-    mapping = prepare_environment(data_dir, first)
-    traffic = land_sample_traffic(data_dir, first, args.hours, args.events_per_hour, args.seed)
+    mapping = prepare_environment(root, first)
+    traffic = land_sample_traffic(root, first, args.hours, args.events_per_hour, args.seed)
     print(
         f"Landed {traffic.deliveries} sample webhook deliveries ({len(traffic.requests)} requests, "
         f"{traffic.duplicates} duplicates) for {first:%Y-%m-%d %H:00} .. {end:%Y-%m-%d %H:00} UTC; "
         f"attribution mapping {mapping}"
     )
     run_range(first, end - timedelta(hours=1))
-    print_summary(data_dir, first, end)
+    print_summary(root, first, end)
     return 0
 
 

@@ -38,13 +38,14 @@ import dagster as dg
 from assets.partitions import hourly_partitions, partition_hour, partition_key
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job, range_run_request
 from pipelines.schedules import lookback_hours, lookback_window
-from resources.cbf import cbf_hour_path, format_hour, load_cbf_file
+from resources.cbf import format_hour, load_cbf_hours
 from resources.cloudzero import CloudZeroResource
 from resources.cloudzero_receipts import Action, plan_action
 from resources.lake import HOUR, LakeResource, hours_between
 from resources.landing import LandingZoneResource
 from resources.litellm import LiteLLMSpendLogsResource
 from resources.spend_log_fingerprints import HourDifference, differing_hours, lake_fingerprints
+from resources.storage import Storage
 
 T = TypeVar("T")
 CBF_ASSET = dg.AssetKey("cloudzero_cbf")
@@ -67,15 +68,12 @@ class HourChange:
 
 
 def changed_hours(
-    hours: Iterable[datetime], data_dir: str, cloudzero: CloudZeroResource
+    hours: Iterable[datetime], storage: Storage, cloudzero: CloudZeroResource
 ) -> list[HourChange]:
     """The hours among ``hours`` that a submission would send or clear, in order."""
     store, changes = cloudzero.receipts(), []
-    for hour in sorted(set(hours)):
-        path = cbf_hour_path(data_dir, hour)
-        if not path.exists():  # removed since it was materialised: nothing to send
-            continue
-        cbf = load_cbf_file(path)
+    # An hour whose file was removed since it was materialised has nothing to send.
+    for hour, cbf in sorted(load_cbf_hours(storage, sorted(set(hours))).items()):
         receipt = store.read(hour)
         if plan_action(bool(cbf.rows), cbf.sha256, receipt, force=False) in (
             Action.SEND,
@@ -155,7 +153,7 @@ def cloudzero_cbf_sensor(
                 hours.add(partition_hour(record.partition_key))
         if not page.has_more:
             break
-    changes = changed_hours(hours, lake.data_dir, cloudzero)
+    changes = changed_hours(hours, lake.storage, cloudzero)
     keys = [change_key(group) for group in contiguous(changes, _hour_of)]
     requests = submission_requests(changes, _failed_runs(context.instance, keys))
     if hours:
@@ -202,8 +200,10 @@ def late_landing_sensor(
     until_ns = now_ns - SETTLE_SECONDS * 1_000_000_000
     # First tick: start from now rather than from the beginning of the landing zone.
     since_ns = int(context.cursor) if context.cursor else until_ns
-    hours = landing.zone().hours_landed_between(since_ns, until_ns)
     now = datetime.fromtimestamp(now_ns / 1e9, timezone.utc)
+    first = partition_hour(hourly_partitions.get_first_partition_key())
+    watched = late_data_hours(now, reconcile_days(), lookback_hours(), first)
+    hours = landing.zone().hours_landed_between(watched, since_ns, until_ns)
     requests = late_hour_requests(hours, now, lookback_hours(), until_ns)
     if requests:
         context.log.info(f"late landings in {len(hours)} hours: {len(requests)} run(s) requested")
@@ -228,9 +228,11 @@ def reconcile_days() -> int:
     return int(value)
 
 
-def reconciled_hours(now: datetime, days: int, lookback: int, first: datetime) -> list[datetime]:
-    """The hours of the last ``days`` days before the schedule's look-back window (which
-    restates the rest anyway), none before the first partition ``first``."""
+def late_data_hours(now: datetime, days: int, lookback: int, first: datetime) -> list[datetime]:
+    """The hours the late-data sensors watch: the last ``days`` days before the schedule's
+    look-back window (which restates the rest anyway), none before the first partition
+    ``first``. A tick looks at these hours only, so its cost follows the window, not the
+    history."""
     first_restated, last_restated = lookback_window(now, lookback)
     start = max(last_restated + HOUR - timedelta(days=days), first)
     return hours_between(start, first_restated) if start < first_restated else []
@@ -265,7 +267,7 @@ def spend_logs_reconciliation_sensor(
     if litellm.source != "database":
         return dg.SensorResult(skip_reason=NO_DATABASE)
     now = datetime.now(timezone.utc)
-    hours = reconciled_hours(now, reconcile_days(), lookback_hours(), hourly_partitions.start)
+    hours = late_data_hours(now, reconcile_days(), lookback_hours(), hourly_partitions.start)
     if not hours:
         return dg.SensorResult(skip_reason="no hour before the schedule's look-back window yet")
     database = litellm.hour_fingerprints(hours[0], hours[-1] + HOUR)

@@ -18,7 +18,6 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from receiver.auth import bearer_allowed
@@ -27,6 +26,7 @@ from receiver.decode import BadRequest, decode_events, gunzip
 from receiver.metrics import ReceiverMetrics
 from resources.landing import LandingZone
 from resources.landing_record import DEFAULT_HEADER_MAP, project_batch
+from resources.storage import StorageError
 
 log = logging.getLogger("spend_receiver")
 
@@ -47,7 +47,7 @@ def default_writer_id() -> str:
 
 @dataclass(frozen=True)
 class ReceiverConfig:
-    data_dir: Path
+    data_dir: str  # the storage root: a local folder or an s3://, gs:// or az:// URL
     tokens: tuple[bytes, ...]
     require_auth: bool = True
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -152,9 +152,9 @@ class ReceiverApp:
         batch = project_batch(decode_events(body), time.time(), self.config.header_map)
         try:
             await self.committer.commit(batch)
-        except OSError as exc:
+        except (OSError, StorageError):
             self.metrics.rejected["write_failed"] += 1
-            return 503, {"error": f"landing zone write failed ({exc.strerror}); retry"}
+            return 503, {"error": "landing zone write failed; retry"}
         self.metrics.events_accepted += batch.landed
         self.metrics.events_quarantined += batch.quarantined
         return 200, {"accepted": batch.landed, "quarantined": batch.quarantined}
@@ -168,7 +168,13 @@ _REJECT_REASONS = {
     415: "encoding",
 }
 # A 408 closes the connection: the rest of the late body would be read as a new request.
-_EXTRA_HEADERS = {401: [(b"www-authenticate", b"Bearer")], 408: [(b"connection", b"close")]}
+# A 503 (the landing zone's disk or object store refused the write) says when to retry.
+RETRY_AFTER_SECONDS = 5
+_EXTRA_HEADERS = {
+    401: [(b"www-authenticate", b"Bearer")],
+    408: [(b"connection", b"close")],
+    503: [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
+}
 
 
 class _ClientGone(Exception):

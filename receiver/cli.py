@@ -10,7 +10,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -30,6 +29,7 @@ from receiver.connections import (
     header_timeout_protocol,
 )
 from resources.landing_record import attribution_header_map
+from resources.storage import StorageError
 
 DEFAULT_PORT = 4012
 
@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir",
         default=os.environ.get("SPEND_DATA_DIR", "./data"),
-        help="root of the landing zone (default $SPEND_DATA_DIR or ./data)",
+        help="storage root of the landing zone: a folder or an s3://, gs:// or az:// URL "
+        "(default $SPEND_DATA_DIR or ./data)",
     )
     parser.add_argument(
         "--no-auth",
@@ -113,7 +114,7 @@ def build_app(args: argparse.Namespace, environ: dict[str, str]) -> ReceiverApp:
         )
     try:
         config = ReceiverConfig(
-            data_dir=Path(args.data_dir),
+            data_dir=args.data_dir,
             tokens=tokens,
             require_auth=not args.no_auth,
             max_body_bytes=int(args.max_body_mb * 2**20),
@@ -122,7 +123,7 @@ def build_app(args: argparse.Namespace, environ: dict[str, str]) -> ReceiverApp:
             body_timeout=args.body_timeout,
         )
         return ReceiverApp(config)
-    except ValueError as exc:
+    except (ValueError, StorageError) as exc:
         raise SystemExit(f"spend-receiver: {exc}") from None
 
 

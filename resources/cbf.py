@@ -38,13 +38,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from os import PathLike
-from pathlib import Path
 from urllib.parse import quote
 
 import pyarrow as pa
 
-from resources.lake import atomic_write, hive_dir
+from resources.lake import hive_prefix
+from resources.storage import Storage
 
 # Every CBF file starts with these columns; its resource's tag columns follow.
 BASE_COLUMNS: list[str] = [
@@ -66,6 +65,7 @@ RESOURCE_PREFIX = "litellm"
 UNATTRIBUTED = "unattributed"
 MAX_TAG_VALUE = 256
 COST_SCALE = 18
+CBF_FOLDER = "cbf"
 CBF_FILE = "cbf.csv"
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -162,50 +162,65 @@ def cbf_csv_bytes(rows: pa.Table) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def write_cbf_csv(rows: pa.Table, path: str | PathLike[str]) -> Path:
-    """Atomically (re)write a CBF file; the same rows always give byte-identical files."""
-    data = cbf_csv_bytes(rows)
-    target = Path(path)
-    atomic_write(target, lambda tmp: tmp.write_bytes(data))
-    return target
+def write_cbf_csv(rows: pa.Table, storage: Storage, key: str) -> str:
+    """(Re)write a CBF file whole; the same rows always give byte-identical files. Returns
+    where it went."""
+    storage.write(key, cbf_csv_bytes(rows))
+    return storage.url(key)
 
 
 @dataclass(frozen=True)
 class CbfFile:
     """One hour's CBF file as read: its rows and the SHA-256 of its exact bytes."""
 
-    path: Path
+    url: str
     rows: list[dict[str, str]]
     sha256: str
 
 
-def load_cbf_file(path: str | PathLike[str]) -> CbfFile:
+def load_cbf_file(storage: Storage, key: str) -> CbfFile:
     """Read a CBF file once: rows for sending, content hash for "has it changed?"."""
-    data = Path(path).read_bytes()
-    rows = _parse_cbf(data.decode("utf-8"), path)
-    return CbfFile(Path(path), rows, hashlib.sha256(data).hexdigest())
+    data = storage.read(key)
+    url = storage.url(key)
+    return CbfFile(url, parse_cbf(data, url), hashlib.sha256(data).hexdigest())
 
 
-def read_cbf_csv(path: str | PathLike[str]) -> list[dict[str, str]]:
+def load_cbf_hours(storage: Storage, hours: Sequence[datetime]) -> dict[datetime, CbfFile]:
+    """The CBF files of those ``hours`` that have one (one listing per day, the files read
+    side by side)."""
+    keys = {hour: cbf_hour_key(hour) for hour in hours}
+    days = sorted({key.rsplit("/hour=", 1)[0] for key in keys.values()})
+    present = {e.key for entries in storage.list_many(days) for e in entries}
+    found = [(hour, key) for hour, key in keys.items() if key in present]
+    blobs = storage.read_many([key for _, key in found])
+    files = {}
+    for (hour, key), data in zip(found, blobs, strict=True):
+        url = storage.url(key)
+        files[hour] = CbfFile(url, parse_cbf(data, url), hashlib.sha256(data).hexdigest())
+    return files
+
+
+def read_cbf_csv(storage: Storage, key: str) -> list[dict[str, str]]:
     """The rows of a CBF file as dicts keyed by CBF column, in file order."""
-    return load_cbf_file(path).rows
+    return load_cbf_file(storage, key).rows
 
 
-def _parse_cbf(text: str, path: str | PathLike[str]) -> list[dict[str, str]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = _check_header(next(reader, None), path)
+def parse_cbf(data: bytes, where: object) -> list[dict[str, str]]:
+    """The rows of a CBF file's bytes; ``where`` names it in errors."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+    header = _check_header(next(reader, None), where)
     rows: list[dict[str, str]] = []
     for line_no, values in enumerate(reader, start=2):
         if len(values) != len(header):
-            raise ValueError(f"{path}:{line_no} has {len(values)} fields, not {len(header)}")
+            raise ValueError(f"{where}:{line_no} has {len(values)} fields, not {len(header)}")
         rows.append(dict(zip(header, values, strict=True)))
     return rows
 
 
-def cbf_hour_path(data_dir: str | PathLike[str], hour: datetime) -> Path:
-    """``<data_dir>/cbf/date=YYYY-MM-DD/hour=HH/cbf.csv`` for a UTC hour."""
+def cbf_hour_key(hour: datetime) -> str:
+    """``cbf/date=YYYY-MM-DD/hour=HH/cbf.csv`` for a UTC hour (under the storage root)."""
     format_hour(hour)  # rejects naive and non-hour-aligned datetimes
-    return hive_dir(Path(data_dir) / "cbf", hour) / CBF_FILE
+    return f"{hive_prefix(CBF_FOLDER, hour)}/{CBF_FILE}"
 
 
 def exact_sum(amounts: Iterable[Decimal]) -> Decimal:

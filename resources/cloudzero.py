@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import quote
 
 import dagster as dg
@@ -58,9 +57,10 @@ from resources.cloudzero_report import (
     SubmissionReport,
     hour_reports,
 )
+from resources.storage import Storage, storage_at
 
 CONNECTION_PLACEHOLDER = "<CLOUDZERO_CONNECTION_ID>"
-DRY_RUN_DIR = Path("cloudzero") / "dry_run"
+DRY_RUN_FOLDER = "cloudzero/dry_run"
 
 REASON_NO_CREDENTIALS = "no credentials (set CLOUDZERO_API_KEY and CLOUDZERO_CONNECTION_ID)"
 REASON_DRY_RUN_SET = "CLOUDZERO_DRY_RUN is set"
@@ -125,10 +125,14 @@ class CloudZeroResource(dg.ConfigurableResource):
             base_delay_seconds=self.retry_base_delay_seconds,
         )
 
-    def dry_run_dir(self, run_id: str) -> Path:
+    @property
+    def storage(self) -> Storage:
+        return storage_at(self.data_dir)
+
+    def dry_run_folder(self, run_id: str) -> str:
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run id {run_id!r} is not a safe directory name")
-        return Path(self.data_dir) / DRY_RUN_DIR / run_id
+        return f"{DRY_RUN_FOLDER}/{run_id}"
 
     def plan(
         self, files: Mapping[datetime, CbfFile], force: bool = False
@@ -239,7 +243,8 @@ class CloudZeroResource(dg.ConfigurableResource):
         )
         if self.mode == DRY_RUN:
             report = write_dry_run(
-                self.dry_run_dir(run_id),
+                self.storage,
+                self.dry_run_folder(run_id),
                 bodies,
                 actions,
                 run_id,

@@ -1,5 +1,5 @@
 """A CloudZero dry run: the exact request bodies a submission would send, and a manifest, under
-``<data_dir>/cloudzero/dry_run/<run_id>/``. Nothing is sent and no receipt is written, and the
+``<root>/cloudzero/dry_run/<run_id>/``. Nothing is sent and no receipt is written, and the
 report says ``dry_run``, never ``submitted``."""
 
 from __future__ import annotations
@@ -7,20 +7,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from resources.cbf import format_cost, format_hour
 from resources.cloudzero_bodies import Body
 from resources.cloudzero_receipts import Action
 from resources.cloudzero_report import DRY_RUN, SubmissionReport, hour_reports
-from resources.lake import atomic_write
+from resources.storage import Storage
 
 MANIFEST_FILE = "manifest.json"
 
 
 def write_dry_run(
-    directory: Path,
+    storage: Storage,
+    folder: str,
     bodies: Sequence[Body],
     actions: Mapping[datetime, Action],
     run_id: str,
@@ -29,15 +29,14 @@ def write_dry_run(
     timezone: str,
 ) -> SubmissionReport:
     """Write each body's exact bytes and a manifest; nothing is sent, nothing receipted."""
-    files, entries = [], []
+    keys, entries = [], []
     for n, body in enumerate(bodies, start=1):
-        path = directory / f"body-{n:04d}.json"
-        data = body.to_bytes()
-        atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
-        files.append(path)
+        key = f"{folder}/body-{n:04d}.json"
+        storage.write(key, body.to_bytes())
+        keys.append(key)
         entries.append(
             {
-                "file": path.name,
+                "file": key.rsplit("/", 1)[-1],
                 "month": body.month,
                 "operation": body.operation,
                 "hours": [format_hour(h) for h in body.hours],
@@ -47,10 +46,10 @@ def write_dry_run(
                 "idempotency_key": body.idempotency_key,
             }
         )
-    if directory.exists():  # a re-run of the same run id with fewer bodies
-        for stale in directory.glob("body-*.json"):
-            if stale not in files:
-                stale.unlink()
+    for stale in storage.list(folder):  # a re-run of the same run id with fewer bodies
+        name = stale.key.rsplit("/", 1)[-1]
+        if name.startswith("body-") and stale.key not in keys:
+            storage.delete(stale.key)
     hours = tuple(
         hour_reports(
             bodies,
@@ -67,9 +66,9 @@ def write_dry_run(
         "bodies": entries,
         "hours": [h.as_dict() for h in hours],
     }
-    manifest_path = directory / MANIFEST_FILE
+    manifest_key = f"{folder}/{MANIFEST_FILE}"
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-    atomic_write(manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    storage.write(manifest_key, text.encode("utf-8"))
     return SubmissionReport(
         mode=DRY_RUN,
         reason=reason,
@@ -77,7 +76,7 @@ def write_dry_run(
         requests=0,
         total_bytes=sum(b.size for b in bodies),
         hours=hours,
-        directory=directory,
-        manifest=manifest_path,
-        files=tuple(files),
+        directory=storage.url(folder),
+        manifest=storage.url(manifest_key),
+        files=tuple(storage.url(k) for k in keys),
     )

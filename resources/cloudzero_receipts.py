@@ -1,7 +1,7 @@
 """Receipts: what CloudZero holds for each hour, as far as this pipeline knows.
 
-One JSON file per hour, ``<data_dir>/cloudzero/receipts/date=YYYY-MM-DD/hour=HH/receipt.json``,
-rewritten atomically after every live submission that touched the hour. A receipt names
+One JSON file per hour, ``<root>/cloudzero/receipts/date=YYYY-MM-DD/hour=HH/receipt.json``,
+rewritten whole after every live submission that touched the hour. A receipt names
 the destination (URL with the connection id, never the key) so that pointing the pipeline
 at another connection starts from "nothing sent". It records the SHA-256 of the CBF file
 that was sent, which is how unchanged hours are skipped and emptied hours are found.
@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
-from pathlib import Path
+from os import PathLike
 from typing import Any
 
 from resources.cbf import format_hour
-from resources.lake import atomic_write, hive_dir
+from resources.lake import hive_prefix
+from resources.storage import storage_at
 
-RECEIPTS_DIR = Path("cloudzero") / "receipts"
+RECEIPTS_FOLDER = "cloudzero/receipts"
 RECEIPT_FILE = "receipt.json"
 HISTORY_LIMIT = 20  # earlier submissions kept in each receipt, newest first
 
@@ -81,47 +82,57 @@ def plan_action(has_rows: bool, cbf_sha256: str, receipt: Receipt | None, force:
 
 
 class ReceiptStore:
-    """Receipts of one destination under ``<data_dir>/cloudzero/receipts/``."""
+    """Receipts of one destination under ``<root>/cloudzero/receipts/``."""
 
-    def __init__(self, data_dir: str | Path, destination: str) -> None:
-        self.root = Path(data_dir) / RECEIPTS_DIR
+    def __init__(self, root: str | PathLike[str], destination: str) -> None:
+        self.storage = storage_at(str(root))
         self.destination = destination
 
-    def path(self, hour: datetime) -> Path:
+    def key(self, hour: datetime) -> str:
         format_hour(hour)  # rejects naive and non-hour-aligned datetimes
-        return hive_dir(self.root, hour) / RECEIPT_FILE
+        return f"{hive_prefix(RECEIPTS_FOLDER, hour)}/{RECEIPT_FILE}"
+
+    def url(self, hour: datetime) -> str:
+        return self.storage.url(self.key(hour))
 
     def read(self, hour: datetime) -> Receipt | None:
         """The hour's receipt for this destination; None when nothing was sent there."""
-        return self._load(self.path(hour))
+        return self._load(self.key(hour))
 
     def month(self, month: str) -> dict[str, Receipt]:
-        """This destination's receipts for the hours of ``month`` (YYYY-MM), by hour text."""
-        receipts = (
-            self._load(p) for p in sorted(self.root.glob(f"date={month}-*/hour=*/{RECEIPT_FILE}"))
-        )
+        """This destination's receipts for the hours of ``month`` (YYYY-MM), by hour text:
+        one listing per day of the month."""
+        first = datetime.strptime(month, "%Y-%m")
+        days = [first + timedelta(days=d) for d in range(31)]
+        prefixes = [f"{RECEIPTS_FOLDER}/date={d:%Y-%m-%d}" for d in days if d.month == first.month]
+        keys = [
+            e.key
+            for entries in self.storage.list_many(prefixes)
+            for e in entries
+            if e.key.endswith(f"/{RECEIPT_FILE}")
+        ]
+        receipts = (self._load(k) for k in keys)
         return {r.hour: r for r in receipts if r is not None}
 
-    def _load(self, path: Path) -> Receipt | None:
+    def _load(self, key: str) -> Receipt | None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(self.storage.read(key).decode("utf-8"))
         except FileNotFoundError:
             return None
         except ValueError as error:
             raise ValueError(
-                f"receipt {path} is not valid JSON ({error}); remove it to resend"
+                f"receipt {self.storage.url(key)} is not valid JSON ({error}); remove it to resend"
             ) from None
         if data.get("destination") != self.destination:
             return None
         return Receipt(**data)
 
-    def write(self, hour: datetime, receipt: Receipt) -> Path:
-        """Atomically replace the hour's receipt, keeping earlier ones in its history."""
+    def write(self, hour: datetime, receipt: Receipt) -> str:
+        """Replace the hour's receipt whole, keeping earlier ones in its history."""
         previous = self.read(hour)
         if previous is not None:
             history = [previous.summary(), *previous.history][:HISTORY_LIMIT]
             receipt = replace(receipt, history=history)
         text = json.dumps(asdict(receipt), indent=2, ensure_ascii=False) + "\n"
-        path = self.path(hour)
-        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return path
+        self.storage.write(self.key(hour), text.encode("utf-8"))
+        return self.url(hour)

@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -103,9 +102,9 @@ class SubmissionReport:
     requests: int
     total_bytes: int
     hours: tuple[HourReport, ...]
-    directory: Path | None = None
-    manifest: Path | None = None
-    files: tuple[Path, ...] = ()
+    directory: str | None = None  # where a dry run wrote (URLs)
+    manifest: str | None = None
+    files: tuple[str, ...] = ()
     error: str | None = None
     months: tuple[MonthUsage, ...] = ()
 
@@ -170,9 +169,9 @@ class SubmissionReport:
         if self.error:
             meta["error"] = dg.MetadataValue.text(self.error)
         if self.directory is not None:
-            meta["directory"] = dg.MetadataValue.path(str(self.directory))
+            meta["directory"] = dg.MetadataValue.path(self.directory)
         if self.manifest is not None:
-            meta["manifest"] = dg.MetadataValue.path(str(self.manifest))
+            meta["manifest"] = dg.MetadataValue.path(self.manifest)
         return meta
 
 

@@ -1,18 +1,16 @@
-"""The hourly Parquet lake: Hive paths, atomic per-hour writes, range reads.
+"""The hourly Parquet lake: Hive paths, whole per-hour writes, range reads.
 
-Layout: ``<data_dir>/lake/<asset>/date=YYYY-MM-DD/hour=HH/part-0.parquet``. Every hour of a
+Layout: ``<root>/lake/<asset>/date=YYYY-MM-DD/hour=HH/part-0.parquet`` under the storage root
+(a local folder or object storage, ``resources.storage``). Every hour of a
 materialised range gets a file, even an empty one, so a restated hour that lost its rows
 really is emptied and readers can tell "no spend" from "never materialised".
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -21,8 +19,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from resources.storage import Storage, storage_at
+
 HOUR = timedelta(hours=1)
 PART_FILE = "part-0.parquet"
+LAKE_FOLDER = "lake"
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
@@ -34,23 +35,10 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
     return [start + i * HOUR for i in range(count)]
 
 
-def hive_dir(root: Path, hour: datetime) -> Path:
-    """``root/date=YYYY-MM-DD/hour=HH`` for a UTC hour."""
+def hive_prefix(folder: str, hour: datetime) -> str:
+    """``folder/date=YYYY-MM-DD/hour=HH`` for a UTC hour (a storage key prefix)."""
     hour = hour.astimezone(timezone.utc)
-    return root / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via ``write(tmp_path)`` then rename over ``path``: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return f"{folder}/date={hour:%Y-%m-%d}/hour={hour:%H}"
 
 
 def split_by_hour(
@@ -113,19 +101,20 @@ class ParquetScan:
     ``column_names``, ``num_columns``, ``num_rows``; all read from the files' footers.
     """
 
-    files: tuple[Path, ...]
+    storage: Storage
+    keys: tuple[str, ...]
     schemas: tuple[pa.Schema, ...]  # the distinct schemas of the files, in file order
     num_rows: int
 
     @classmethod
-    def of(cls, files: Sequence[Path]) -> ParquetScan:
-        metas = [pq.read_metadata(f) for f in files]
+    def of(cls, storage: Storage, keys: Sequence[str]) -> ParquetScan:
+        metas = storage.parquet_metadata(keys)
         schemas: list[pa.Schema] = []
         for meta in metas:
             schema = meta.schema.to_arrow_schema()
             if schema not in schemas:
                 schemas.append(schema)
-        return cls(tuple(files), tuple(schemas), sum(m.num_rows for m in metas))
+        return cls(storage, tuple(keys), tuple(schemas), sum(m.num_rows for m in metas))
 
     @property
     def schema(self) -> pa.Schema:
@@ -141,16 +130,23 @@ class ParquetScan:
         return len(self.schema)
 
     def create_view(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
-        if self.files:
-            con.read_parquet([str(f) for f in self.files]).create_view(name, replace=True)
-        else:
+        if not self.keys:
             con.register(name, self.schema.empty_table())
+        elif self.storage.local:  # DuckDB's own reader: parallel, only the columns used
+            paths = [self.storage.path(k) for k in self.keys]
+            con.read_parquet(paths).create_view(name, replace=True)
+        else:  # pyarrow reads the objects; DuckDB scans the dataset the same way
+            con.register(name, self.storage.parquet_dataset(self.keys, self.schema))
 
 
 class LakeResource(dg.ConfigurableResource):
     """Reads and writes the hourly Parquet tables under ``<data_dir>/lake``."""
 
-    data_dir: str = "./data"
+    data_dir: str = Field(
+        default="./data",
+        description="The storage root (SPEND_DATA_DIR): a local folder or an s3://, gs:// or "
+        "az:// URL.",
+    )
     chunk_rows: int = Field(
         default=CHUNK_ROWS,
         description="Rows a step holds at once while it works through a range: memory "
@@ -158,11 +154,11 @@ class LakeResource(dg.ConfigurableResource):
     )
 
     @property
-    def root(self) -> Path:
-        return Path(self.data_dir) / "lake"
+    def storage(self) -> Storage:
+        return storage_at(self.data_dir)
 
-    def hour_file(self, asset: str, hour: datetime) -> Path:
-        return hive_dir(self.root / asset, hour) / PART_FILE
+    def hour_key(self, asset: str, hour: datetime) -> str:
+        return f"{hive_prefix(f'{LAKE_FOLDER}/{asset}', hour)}/{PART_FILE}"
 
     def write_hours(
         self,
@@ -170,36 +166,49 @@ class LakeResource(dg.ConfigurableResource):
         table: pa.Table,
         hours: Sequence[datetime],
         hour_column: str = "usage_hour",
-    ) -> list[Path]:
-        """Atomically (re)write one file per hour of the range; returns the files written."""
+    ) -> list[str]:
+        """(Re)write one whole file per hour of the range; returns their URLs."""
         written = []
         for hour, part in sorted(split_by_hour(table, hours, hour_column).items()):
-            path = self.hour_file(asset, hour)
-            atomic_write(path, lambda tmp, part=part: pq.write_table(part, tmp, compression="zstd"))
-            written.append(path)
+            key = self.hour_key(asset, hour)
+            sink = pa.BufferOutputStream()
+            pq.write_table(part, sink, compression="zstd")
+            self.storage.write(key, sink.getvalue().to_pybytes())
+            written.append(self.storage.url(key))
         return written
 
-    def hour_files(self, asset: str, hours: Iterable[datetime]) -> list[Path]:
+    def present_hours(self, asset: str, hours: Sequence[datetime]) -> list[datetime]:
+        """Those of ``hours`` that ``asset`` has a file for: one listing per day of the
+        range, not one request per hour."""
+        keys = {hour: self.hour_key(asset, hour) for hour in hours}
+        days = sorted({key.rsplit("/hour=", 1)[0] for key in keys.values()})
+        present = {e.key for entries in self.storage.list_many(days) for e in entries}
+        return [hour for hour in hours if keys[hour] in present]
+
+    def hour_keys(self, asset: str, hours: Sequence[datetime]) -> list[str]:
         """The files of ``asset`` for ``hours``; a missing hour is an error naming it."""
-        files = [self.hour_file(asset, h) for h in hours]
-        missing = [f for f in files if not f.exists()]
+        present = set(self.present_hours(asset, hours))
+        missing = [hour for hour in hours if hour not in present]
         if missing:
             raise FileNotFoundError(
-                f"{asset} has no data for {len(missing)} hour(s), first {missing[0].parent}; "
-                f"materialise {asset} for these hours first"
+                f"{asset} has no data for {len(missing)} hour(s), first "
+                f"{self.storage.url(self.hour_key(asset, missing[0]))}; materialise {asset} "
+                "for these hours first"
             )
-        return files
+        return [self.hour_key(asset, hour) for hour in hours]
 
     def read_hours(self, asset: str, hours: Sequence[datetime]) -> pa.Table:
-        files = self.hour_files(asset, hours)
-        return pa.concat_tables([pq.read_table(f) for f in files]) if files else pa.table({})
+        scan = self.scan(asset, hours)
+        if not scan.keys:
+            return pa.table({})
+        return scan.storage.parquet_dataset(scan.keys, scan.schema).to_table()
 
     def scan(self, asset: str, hours: Sequence[datetime]) -> ParquetScan:
-        return ParquetScan.of(self.hour_files(asset, hours))
+        return ParquetScan.of(self.storage, self.hour_keys(asset, hours))
 
     def row_counts(self, asset: str, hours: Sequence[datetime]) -> list[int]:
         """Rows per hour, from the Parquet footers (no data is read)."""
-        return [pq.read_metadata(f).num_rows for f in self.hour_files(asset, hours)]
+        return [m.num_rows for m in self.storage.parquet_metadata(self.hour_keys(asset, hours))]
 
     def chunks(self, assets: Sequence[str], hours: Sequence[datetime]) -> list[list[datetime]]:
         """``hours`` in chunks of about ``chunk_rows`` rows of ``assets`` together."""

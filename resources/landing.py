@@ -1,9 +1,11 @@
 """The webhook landing zone: where landed lines are written and how they are read back.
 
-Files: ``<data_dir>/landing/litellm_webhook/date=YYYY-MM-DD/hour=HH/<writer-id>-<seq>.ndjson``,
+Files: ``<root>/landing/litellm_webhook/date=YYYY-MM-DD/hour=HH/<writer-id>-<seq>.ndjson``,
 filed by the event's own hour (``startTime``, UTC), not the arrival hour, so late events
-reach their hour. A writer publishes each file whole (temp file, fsync, rename); the
-reader still ignores a torn last line so that a future appending writer cannot break it.
+reach their hour. The root is a local folder or object storage (``resources.storage``). A
+writer publishes each file whole (locally temp file, fsync, rename; on object storage one
+PUT); the reader still ignores a torn last line so that a future appending writer cannot
+break it.
 What a line holds is ``resources.landing_record``'s.
 """
 
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -26,32 +29,38 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.json as pa_json
+from pydantic import Field
 
 from resources.duck import connection
-from resources.lake import atomic_write, hive_dir
+from resources.lake import hive_prefix
 from resources.landing_record import LANDING_SCHEMA, LandingBatch, project_batch
+from resources.storage import Entry, Storage, storage_at
 
 # A landed line of real LiteLLM traffic is about 800 bytes (787 on the sample traffic):
 # readers size their chunks of hours with it.
 LANDED_LINE_BYTES = 800
-LANDING_DIR = Path("landing") / "litellm_webhook"
-QUARANTINE_DIR = Path("landing") / "_quarantine"
+LANDING_FOLDER = "landing/litellm_webhook"
+QUARANTINE_FOLDER = "landing/_quarantine"
+LANDED_SUFFIX = ".ndjson"
 _WRITER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Landed objects of object storage are parsed in groups of about this many bytes: the
+# group's reads overlap, and memory holds one group's bytes at a time.
+REMOTE_READ_GROUP_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
 class WriteResult:
     landed: int = 0
     quarantined: int = 0
-    files: list[Path] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # where each object went (URLs)
     bytes: int = 0
 
 
 @dataclass(frozen=True)
 class LandedFiles:
-    """Whole landing files left for DuckDB's JSON reader to parse inside a query."""
+    """Whole local landing files left for DuckDB's JSON reader to parse inside a query."""
 
-    files: tuple[Path, ...] = ()
+    files: tuple[str, ...] = ()
 
     def sql(self) -> str:
         """The ``read_json(...)`` table expression, with the explicit landing schema."""
@@ -75,11 +84,11 @@ class LandedFiles:
 
 @dataclass
 class LandingRead:
-    """What the reader found for a set of hours: parsed rows, plus (from ``scan_hours``)
-    whole files a query is still to read."""
+    """What the reader found for a set of hours: parsed rows, plus (from ``scan_hours`` on a
+    local disk) whole files a query is still to read."""
 
     table: pa.Table
-    files: list[Path]
+    files: list[str]  # every landed file of the hours (URLs)
     torn_bytes: int = 0
     malformed: list[dict[str, Any]] = field(default_factory=list)
     unread: LandedFiles = LandedFiles()
@@ -91,80 +100,38 @@ def _ndjson(lines: Iterable[Mapping[str, Any]]) -> bytes:
     ).encode()
 
 
-def _make_dirs_durably(folder: Path) -> None:
-    """``mkdir -p`` whose new entries survive a power loss (each parent is fsync'd)."""
-    missing = []
-    while not folder.is_dir():
-        missing.append(folder)
-        folder = folder.parent
-    for new in reversed(missing):
-        new.mkdir(exist_ok=True)
-        _fsync_dir(new.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    _make_dirs_durably(path.parent)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
-    _fsync_dir(path.parent)  # the rename itself must survive a crash
-
-
 class LandingZone:
-    """Writer and reader of ``<data_dir>/landing``."""
+    """Writer and reader of ``<root>/landing`` (a local folder or object storage)."""
 
-    def __init__(self, data_dir: str | Path, writer_id: str = "writer") -> None:
+    def __init__(self, root: str | PathLike[str], writer_id: str = "writer") -> None:
         if not _WRITER_ID.match(writer_id):
             raise ValueError(f"writer id must match {_WRITER_ID.pattern}: {writer_id!r}")
-        self.root = Path(data_dir) / LANDING_DIR
-        self.quarantine_root = Path(data_dir) / QUARANTINE_DIR
+        self.storage = storage_at(str(root))
         self.writer_id = writer_id
         self._seq = 0
         self._lock = threading.Lock()
 
-    def hours_landed_between(self, since_ns: int, until_ns: int) -> set[datetime]:
-        """Hours that received a landing file with ``since_ns <= mtime < until_ns``.
+    @property
+    def root(self) -> str:
+        return self.storage.url(LANDING_FOLDER)
 
-        Adding a file updates its hour folder's mtime, so only folders changed since
-        ``since_ns`` are listed: one ``stat`` per hour folder, not per file.
-        """
-        hours: set[datetime] = set()
-        for folder in self.root.glob("date=*/hour=*"):
-            try:
-                if folder.stat().st_mtime_ns < since_ns:
-                    continue
-                hour = datetime.strptime(
-                    f"{folder.parent.name[5:]} {folder.name[5:]}", "%Y-%m-%d %H"
-                ).replace(tzinfo=timezone.utc)
-            except (OSError, ValueError):  # removed meanwhile, or not a folder of ours
-                continue
-            for path in folder.glob("*.ndjson"):  # temp files start with "." and are skipped
-                try:
-                    if since_ns <= path.stat().st_mtime_ns < until_ns:
-                        hours.add(hour)
-                        break
-                except FileNotFoundError:
-                    continue
-        return hours
+    def hours_landed_between(
+        self, hours: Sequence[datetime], since_ns: int, until_ns: int
+    ) -> set[datetime]:
+        """Those of ``hours`` that received a landed file with ``since_ns <= modified <
+        until_ns``: one listing per hour watched, whatever the history holds."""
+        listings = self.hour_entries(hours)
+        return {
+            hour
+            for hour, entries in zip(hours, listings, strict=True)
+            if any(since_ns <= e.modified_ns < until_ns for e in entries)
+        }
 
     def _next_name(self) -> str:
         # Sortable and unique per writer, also across restarts of the same writer id.
         with self._lock:
             self._seq = max(self._seq + 1, time.time_ns())
-            return f"{self.writer_id}-{self._seq:020d}.ndjson"
+            return f"{self.writer_id}-{self._seq:020d}{LANDED_SUFFIX}"
 
     def write_events(
         self,
@@ -176,73 +143,119 @@ class LandingZone:
         return self.write_batch(project_batch(payloads, received_at, header_map))
 
     def write_batch(self, batch: LandingBatch) -> WriteResult:
-        """Publish a projected batch durably: one file per event hour, one for the rejects."""
+        """Publish a projected batch durably: one file per event hour, one for the rejects.
+
+        Returns once every object exists (on a local disk: fsync'd); raises
+        ``StorageError`` when one could not be written."""
         result = WriteResult(landed=batch.landed, quarantined=batch.quarantined)
         for hour, records in sorted(batch.by_hour.items()):
-            self._publish(hive_dir(self.root, hour), records, result)
+            self._publish(hive_prefix(LANDING_FOLDER, hour), records, result)
         if batch.rejects:
             arrival = datetime.fromtimestamp(batch.received_at, tz=timezone.utc)
-            self._publish(hive_dir(self.quarantine_root, arrival), batch.rejects, result)
+            self._publish(hive_prefix(QUARANTINE_FOLDER, arrival), batch.rejects, result)
         return result
 
-    def _publish(self, folder: Path, lines: list[dict[str, Any]], result: WriteResult) -> None:
-        path, data = folder / self._next_name(), _ndjson(lines)
-        _write_durably(path, data)
-        result.files.append(path)
+    def _publish(self, prefix: str, lines: list[dict[str, Any]], result: WriteResult) -> None:
+        key, data = f"{prefix}/{self._next_name()}", _ndjson(lines)
+        self.storage.write(key, data, durable=True)
+        result.files.append(self.storage.url(key))
         result.bytes += len(data)
+
+    def hour_entries(self, hours: Sequence[datetime]) -> list[list[Entry]]:
+        listings = self.storage.list_many([hive_prefix(LANDING_FOLDER, h) for h in hours])
+        return [[e for e in entries if e.key.endswith(LANDED_SUFFIX)] for entries in listings]
 
     def hour_bytes(self, hours: Sequence[datetime]) -> list[int]:
         """Bytes landed per hour (what a reader of the hour must parse)."""
-        return [sum(f.stat().st_size for f in self.hour_files(h)) for h in hours]
-
-    def hour_files(self, hour: datetime) -> list[Path]:
-        folder = hive_dir(self.root, hour)
-        return sorted(folder.glob("*.ndjson")) if folder.is_dir() else []
+        return [sum(e.size for e in entries) for entries in self.hour_entries(hours)]
 
     def scan_hours(self, hours: Sequence[datetime]) -> LandingRead:
-        """The landed lines of ``hours``, leaving whole files (the normal case) unread for a
-        query to parse in one parallel pass (``LandingRead.unread``). A file with a torn
-        last line is parsed here: its complete lines are kept, the torn bytes counted."""
-        files = [f for h in hours for f in self.hour_files(h)]
-        whole = [f for f in files if _ends_with_newline(f)]
-        read = _parse_files([f for f in files if f not in set(whole)])
+        """The landed lines of ``hours``. On a local disk whole files (the normal case) are
+        left unread for a query to parse in one parallel pass (``LandingRead.unread``), and
+        a file with a torn last line is parsed here: its complete lines are kept, the torn
+        bytes counted. On object storage every object is read here, in overlapping groups."""
+        entries = [e for listing in self.hour_entries(hours) for e in listing]
+        urls = [self.storage.url(e.key) for e in entries]
+        if not self.storage.local:
+            read = _parse_remote(self.storage, entries)
+            return LandingRead(read.table, urls, read.torn_bytes, read.malformed)
+        paths = [self.storage.path(e.key) for e in entries]
+        whole = [p for p in paths if _ends_with_newline(p)]
+        torn = [p for p in paths if p not in set(whole)]
+        read = _parse_blobs(torn, [Path(p).read_bytes() for p in torn])
         return LandingRead(
-            read.table, files, read.torn_bytes, read.malformed, LandedFiles(tuple(whole))
+            read.table, urls, read.torn_bytes, read.malformed, LandedFiles(tuple(whole))
         )
 
     def read_hours(self, hours: Sequence[datetime]) -> LandingRead:
         """Every landed line of ``hours`` as ``LANDING_SCHEMA`` rows.
 
-        Whole files are parsed by DuckDB's JSON reader with the explicit schema. If it
+        Whole local files are parsed by DuckDB's JSON reader with the explicit schema. If it
         refuses one, every file goes through :func:`parse_landing_lines`, which keeps the
         good lines and reports each bad one.
         """
         scan = self.scan_hours(hours)
+        if not scan.unread.files:
+            return scan
         try:
             whole = _read_whole_files(scan.unread.files)
         except duckdb.Error:
-            read = _parse_files(scan.files)
-            return LandingRead(read.table, scan.files, read.torn_bytes, read.malformed)
+            files = list(scan.unread.files)
+            read = _parse_blobs(files, [Path(p).read_bytes() for p in files])
+            table = pa.concat_tables([read.table, scan.table])
+            return LandingRead(table, scan.files, scan.torn_bytes, scan.malformed + read.malformed)
         table = pa.concat_tables([whole, scan.table])
         return LandingRead(table, scan.files, scan.torn_bytes, scan.malformed)
 
 
-def _parse_files(files: Sequence[Path]) -> LandingRead:
+def _parse_blobs(names: Sequence[str], blobs: Sequence[bytes]) -> LandingRead:
     """Line by line: complete lines parsed, a torn last line counted, bad lines reported."""
     tables, torn, malformed = [], 0, []
-    for path in files:
-        data = path.read_bytes()
+    for name, data in zip(names, blobs, strict=True):
         complete = data[: data.rfind(b"\n") + 1]
         torn += len(data) - len(complete)
         if complete:
-            table, bad = parse_landing_lines(complete, path.name)
+            table, bad = parse_landing_lines(complete, name.rsplit("/", 1)[-1])
             tables.append(table)
             malformed.extend(bad)
     table = pa.concat_tables(tables) if tables else LANDING_SCHEMA.empty_table()
-    return LandingRead(table=table, files=list(files), torn_bytes=torn, malformed=malformed)
+    return LandingRead(table=table, files=list(names), torn_bytes=torn, malformed=malformed)
 
 
-def _ends_with_newline(path: Path) -> bool:
+def _parse_remote(storage: Storage, entries: Sequence[Entry]) -> LandingRead:
+    """Landed objects read in groups of about ``REMOTE_READ_GROUP_BYTES`` (each group's reads
+    side by side), every group parsed in one pass of pyarrow's JSON reader, and a group it
+    refuses parsed object by object, so a bad line costs only itself."""
+    groups: list[list[Entry]] = [[]]
+    size = 0
+    for entry in entries:
+        if groups[-1] and size + entry.size > REMOTE_READ_GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += entry.size
+    reads = []
+    for group in groups:
+        keys = [e.key for e in group]
+        blobs = storage.read_many(keys)
+        if all(b.endswith(b"\n") or not b for b in blobs):
+            try:
+                table = pa_json.read_json(io.BytesIO(b"".join(blobs)), parse_options=_PARSE)
+                reads.append(LandingRead(table, keys))
+                continue
+            except pa.ArrowInvalid:
+                pass  # a bad line: find it object by object below
+        reads.append(_parse_blobs(keys, blobs))
+    tables = [r.table for r in reads] or [LANDING_SCHEMA.empty_table()]
+    return LandingRead(
+        pa.concat_tables(tables),
+        [e.key for e in entries],
+        sum(r.torn_bytes for r in reads),
+        [m for r in reads for m in r.malformed],
+    )
+
+
+def _ends_with_newline(path: str) -> bool:
     """True for an empty file or one whose last byte is a newline (no torn last line)."""
     with open(path, "rb") as f:
         if f.seek(0, os.SEEK_END) == 0:
@@ -259,7 +272,7 @@ def _duckdb_columns() -> dict[str, str]:
         return {name: kind for name, kind, *_ in con.sql("DESCRIBE landing").fetchall()}
 
 
-def _read_whole_files(files: Sequence[Path]) -> pa.Table:
+def _read_whole_files(files: Sequence[str]) -> pa.Table:
     if not files:
         return LANDING_SCHEMA.empty_table()
     with connection() as con:
@@ -296,7 +309,11 @@ def parse_landing_lines(data: bytes, source: str) -> tuple[pa.Table, list[dict[s
 class LandingZoneResource(dg.ConfigurableResource):
     """The landing zone under ``<data_dir>/landing`` as the pipeline reads it."""
 
-    data_dir: str = "./data"
+    data_dir: str = Field(
+        default="./data",
+        description="The storage root (SPEND_DATA_DIR): a local folder or an s3://, gs:// or "
+        "az:// URL.",
+    )
 
     def zone(self) -> LandingZone:
         return LandingZone(self.data_dir)

@@ -110,7 +110,7 @@ def lake_fingerprints(
 
     DuckDB reads three columns of the hour files, never a whole row.
     """
-    written = [h for h in hours if lake.hour_file(SPEND_LOGS_ASSET, h).exists()]
+    written = lake.present_hours(SPEND_LOGS_ASSET, hours)
     if not written:
         return {}
     scan = lake.scan(SPEND_LOGS_ASSET, written)

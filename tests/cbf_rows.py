@@ -12,13 +12,14 @@ from assets.schemas import AGGREGATES
 from resources.cbf import (
     CbfFile,
     cbf_columns,
-    cbf_hour_path,
+    cbf_hour_key,
     cbf_schema,
     format_hour,
     load_cbf_file,
     write_cbf_csv,
 )
 from resources.cloudzero_bodies import EMPTY_HOUR_RESOURCE_ID
+from resources.storage import storage_at
 
 # The grain of spend_by_agent, which the sample tables here have.
 AGENT_DIMENSIONS = ["department", "team", "agent"]
@@ -65,10 +66,11 @@ def write_cbf_files(
     data_dir: Path, hours: Mapping[datetime, Sequence[Mapping[str, str]]]
 ) -> dict[datetime, CbfFile]:
     """Each hour's rows written as its ``cbf.csv`` under ``data_dir``, read back."""
-    files = {}
+    storage, files = storage_at(str(data_dir)), {}
     for hour, rows in hours.items():
         table = pa.Table.from_pylist([dict(r) for r in rows], schema=cbf_schema(AGENT_DIMENSIONS))
-        files[hour] = load_cbf_file(write_cbf_csv(table, cbf_hour_path(data_dir, hour)))
+        write_cbf_csv(table, storage, cbf_hour_key(hour))
+        files[hour] = load_cbf_file(storage, cbf_hour_key(hour))
     return files
 
 

@@ -18,9 +18,10 @@ from pipelines.sensors import (
     late_landing_sensor,
     spend_logs_reconciliation_sensor,
 )
-from resources.cbf import cbf_hour_path, load_cbf_file
+from resources.cbf import load_cbf_hours
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource
+from resources.storage import storage_at
 from tests.fake_cloudzero import API_KEY, CONNECTION_ID, FakeAnyCost
 from tests.samples import HOUR0
 
@@ -91,7 +92,10 @@ class Pipeline:
         )
 
     def files(self, hours: Sequence[datetime] | None = None):
-        return {h: load_cbf_file(cbf_hour_path(self.data_dir, h)) for h in hours or self.hours}
+        hours = hours or self.hours
+        files = load_cbf_hours(storage_at(str(self.data_dir)), hours)
+        assert sorted(files) == sorted(hours)
+        return files
 
     def cbf_materializations(self) -> int:
         return len(self.instance.fetch_materializations(CBF, limit=1000).records)

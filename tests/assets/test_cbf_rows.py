@@ -14,6 +14,7 @@ from resources.cbf import (
     read_cbf_csv,
     write_cbf_csv,
 )
+from resources.storage import storage_at
 from tests.cbf_rows import AGENT_DIMENSIONS, spend_table
 
 H0 = datetime(2025, 3, 1, 10, tzinfo=timezone.utc)
@@ -208,22 +209,24 @@ def test_csv_is_byte_deterministic_and_round_trips(tmp_path: Path):
         ),
         AGENT_DIMENSIONS,
     )
+    storage = storage_at(str(tmp_path))
     first, second = tmp_path / "a" / "cbf.csv", tmp_path / "b" / "cbf.csv"
-    write_cbf_csv(rows, first)
-    write_cbf_csv(rows, second)
+    write_cbf_csv(rows, storage, "a/cbf.csv")
+    write_cbf_csv(rows, storage, "b/cbf.csv")
     assert first.read_bytes() == second.read_bytes()
     data = first.read_bytes()
     assert b"\r" not in data and data.endswith(b"\n")
     assert data.decode("utf-8").splitlines()[0] == ",".join(cbf_columns(AGENT_DIMENSIONS))
-    assert read_cbf_csv(first) == rows.to_pylist()
+    assert read_cbf_csv(storage, "a/cbf.csv") == rows.to_pylist()
     # rewriting the same rows leaves the file byte-identical (and leaves no temp files)
-    write_cbf_csv(rows, first)
+    write_cbf_csv(rows, storage, "a/cbf.csv")
     assert first.read_bytes() == data
     assert sorted(p.name for p in first.parent.iterdir()) == ["cbf.csv"]
 
 
 def test_csv_of_an_empty_hour_is_header_only(tmp_path: Path):
-    path = tmp_path / "cbf.csv"
-    write_cbf_csv(cbf_rows(spend_table([]), AGENT_DIMENSIONS), path)
-    assert path.read_bytes() == (",".join(cbf_columns(AGENT_DIMENSIONS)) + "\n").encode()
-    assert read_cbf_csv(path) == []
+    storage = storage_at(str(tmp_path))
+    write_cbf_csv(cbf_rows(spend_table([]), AGENT_DIMENSIONS), storage, "cbf.csv")
+    expected = (",".join(cbf_columns(AGENT_DIMENSIONS)) + "\n").encode()
+    assert (tmp_path / "cbf.csv").read_bytes() == expected
+    assert read_cbf_csv(storage, "cbf.csv") == []

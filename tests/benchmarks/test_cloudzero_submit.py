@@ -8,6 +8,7 @@ import math
 import random
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_generated_files_and_their_month_totals(tmp_path):
     assert all(len(f.rows) == 4 for f in files.values())
     (totals,) = month_totals(files).values()
     assert totals.rows == 12
-    assert totals.csv_bytes == sum(f.path.stat().st_size for f in files.values())
+    assert totals.csv_bytes == sum(Path(f.url).stat().st_size for f in files.values())
     assert totals.json_bytes > totals.csv_bytes  # JSON repeats every key on every row
 
 

@@ -20,8 +20,9 @@ from benchmarks.busy_hour import HOUR, main, verify
 from benchmarks.month_backfill import HOURS, MONTH_START, landed_month, slice_hours
 from benchmarks.pipeline_run import tree_rss_mib
 from benchmarks.spend_data import copy_hour_shifted, land_hour, land_month
-from resources.cbf import cbf_hour_path, read_cbf_csv, write_cbf_csv
+from resources.cbf import cbf_hour_key, read_cbf_csv, write_cbf_csv
 from resources.landing import LandingZone
+from resources.storage import storage_at
 
 H0 = datetime(2026, 4, 1, tzinfo=timezone.utc)
 
@@ -55,10 +56,10 @@ def test_the_busy_hour_script_agrees_with_the_baseline_and_reports_every_target(
 def test_a_pipeline_result_that_differs_from_the_baseline_is_refused(busy_hour_run):
     work, _ = busy_hour_run
     data_dir = work / "data"
-    path = cbf_hour_path(data_dir, HOUR)
-    rows = read_cbf_csv(path)
+    storage, key = storage_at(str(data_dir)), cbf_hour_key(HOUR)
+    rows = read_cbf_csv(storage, key)
     rows[0]["cost/cost"] = str(Decimal(rows[0]["cost/cost"]) + Decimal("0.000001"))
-    write_cbf_csv(pa.table({c: [r[c] for r in rows] for c in rows[0]}), path)
+    write_cbf_csv(pa.table({c: [r[c] for r in rows] for c in rows[0]}), storage, key)
     with pytest.raises(RuntimeError, match="CBF file differs"):
         verify(data_dir, data_dir / "sample_attribution.yaml")
 
@@ -69,10 +70,10 @@ def test_land_hour_lands_exactly_the_requests_asked_in_batches_of_512(tmp_path):
     lines = LandingZone(tmp_path).read_hours([H0]).table
     assert lines.num_rows == landed.deliveries > landed.requests  # duplicate deliveries too
     assert len(set(lines["litellm_call_id"].to_pylist())) == 1_100
-    assert landed.files == len(LandingZone(tmp_path).hour_files(H0))
-    assert (
-        max(len(f.read_bytes().splitlines()) for f in LandingZone(tmp_path).hour_files(H0)) <= 512
-    )
+    zone = LandingZone(tmp_path)
+    [entries] = zone.hour_entries([H0])
+    assert landed.files == len(entries)
+    assert max(len(zone.storage.read(e.key).splitlines()) for e in entries) <= 512
 
 
 def test_shifted_copies_move_by_whole_days_and_get_their_own_ids(tmp_path):

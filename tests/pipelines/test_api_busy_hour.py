@@ -87,7 +87,7 @@ def run_hour(data_dir: Path, instance: dg.DagsterInstance, **env: str) -> dg.Exe
 
 
 def spend_events(data_dir: Path) -> dict[str, dict[str, Any]]:
-    path = LakeResource(data_dir=str(data_dir)).hour_file("spend_events", HOUR0)
+    path = data_dir / LakeResource(data_dir=str(data_dir)).hour_key("spend_events", HOUR0)
     return {r["request_key"]: r for r in pq.read_table(path).to_pylist()}
 
 

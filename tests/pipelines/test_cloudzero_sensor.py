@@ -18,7 +18,7 @@ from pipelines.sensors import (
     change_key,
     submission_requests,
 )
-from resources.lake import hive_dir
+from resources.lake import hive_prefix
 from tests.cbf_rows import ledger_differences
 from tests.fake_cloudzero import Fault
 from tests.spend_pipeline import HOURS, Pipeline, spend_pipeline
@@ -59,7 +59,7 @@ def test_sensor_requests_exactly_the_changed_hours_once(pipeline: Pipeline):
     for seed, hour in enumerate((HOURS[2], HOURS[4]), start=90):
         late = generate_traffic(hour, 1, events_per_hour=15, seed=seed)
         land_traffic(late, pipeline.data_dir, "late")
-    shutil.rmtree(hive_dir(pipeline.data_dir / "landing" / "litellm_webhook", HOURS[5]))
+    shutil.rmtree(pipeline.data_dir / hive_prefix("landing/litellm_webhook", HOURS[5]))
     pipeline.materialise()
     requests = pipeline.tick()
     assert ranges(requests) == [

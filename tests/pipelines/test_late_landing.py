@@ -5,6 +5,7 @@ resubmission of exactly that hour."""
 import os
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from assets.partitions import partition_key
 from demo.traffic import generate_traffic, land_traffic
@@ -27,7 +28,10 @@ def landing_paths(root):
     ]
 
 
-def test_a_late_landing_is_restated_and_resubmitted_alone(tmp_path):
+def test_a_late_landing_is_restated_and_resubmitted_alone(tmp_path, monkeypatch):
+    # The sample hours are months ago: watch back that far.
+    days = (datetime.now(timezone.utc) - HOURS[0]).days + 2
+    monkeypatch.setenv("SPEND_RECONCILE_DAYS", str(days))
     with spend_pipeline(tmp_path) as pipeline:
         pipeline.materialise()
         [first] = pipeline.tick()
@@ -35,12 +39,12 @@ def test_a_late_landing_is_restated_and_resubmitted_alone(tmp_path):
 
         zone = LandingZone(pipeline.data_dir)
         now_ns = time.time_ns()
-        age(landing_paths(zone.root), now_ns - 2 * DAY_NS)  # everything landed long ago
+        age(landing_paths(Path(zone.root)), now_ns - 2 * DAY_NS)  # everything landed long ago
         pipeline.cursors[late_landing_sensor.name] = str(now_ns - DAY_NS)
         assert pipeline.tick(late_landing_sensor) == []
 
         late = generate_traffic(HOURS[1], 1, events_per_hour=12, seed=77)
-        written = land_traffic(late, pipeline.data_dir, "late").files
+        written = [Path(f) for f in land_traffic(late, pipeline.data_dir, "late").files]
         # Landed just after the watermark, and settled by the next tick.
         settled = int(pipeline.cursors[late_landing_sensor.name]) + 1
         age([*written, *{p.parent for p in written}], settled)
@@ -79,11 +83,14 @@ def test_late_hour_requests_leave_the_look_back_window_to_the_schedule():
 
 def test_hours_landed_between_reads_file_times(tmp_path):
     zone = LandingZone(tmp_path, "w")
-    files = land_traffic(generate_traffic(HOURS[0], 2, events_per_hour=5, seed=1), tmp_path).files
+    traffic = generate_traffic(HOURS[0], 2, events_per_hour=5, seed=1)
+    files = [Path(f) for f in land_traffic(traffic, tmp_path).files]
     base = time.time_ns() - DAY_NS
-    age(landing_paths(zone.root), base)
+    age(landing_paths(Path(zone.root)), base)
     newer = [f for f in files if f.parent.name == f"hour={HOURS[1]:%H}"]
     age([*newer, *{f.parent for f in newer}], base + 10)
-    assert zone.hours_landed_between(base + 5, base + 20) == {HOURS[1]}
-    assert zone.hours_landed_between(base, base + 20) == {HOURS[0], HOURS[1]}
-    assert zone.hours_landed_between(base + 11, base + 20) == set()
+    watched = HOURS[:3]  # one more than landed: an hour without files is no problem
+    assert zone.hours_landed_between(watched, base + 5, base + 20) == {HOURS[1]}
+    assert zone.hours_landed_between(watched, base, base + 20) == {HOURS[0], HOURS[1]}
+    assert zone.hours_landed_between(watched, base + 11, base + 20) == set()
+    assert zone.hours_landed_between(HOURS[1:2], base, base + 20) == {HOURS[1]}  # only those

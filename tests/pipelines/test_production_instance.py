@@ -19,7 +19,7 @@ from demo.traffic import generate_traffic, land_traffic
 from pipelines.definitions import ASSETS, JOBS, resources_from_env
 from pipelines.schedules import hourly_spend_schedule
 from pipelines.sensors import cloudzero_cbf_sensor
-from resources.cbf import cbf_hour_path
+from resources.cbf import cbf_hour_key
 from tests.samples import HOUR0
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def test_schedule_and_sensor_ticks_against_the_instance(production):
     first = HOUR0 + timedelta(hours=HOURS - 3)
     assert request.tags["dagster/asset_partition_range_start"] == partition_key(first)
     window = [first + timedelta(hours=h) for h in range(3)]
-    before = {h: hashlib.sha256(cbf_hour_path(data_dir, h).read_bytes()).digest() for h in window}
+    before = {h: hashlib.sha256((data_dir / cbf_hour_key(h)).read_bytes()).digest() for h in window}
 
     # The schedule's run restates the look-back window: the CBF files come out byte-identical.
     defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources_from_env())
@@ -100,7 +100,7 @@ def test_schedule_and_sensor_ticks_against_the_instance(production):
         instance=instance, tags=request.tags
     )
     assert result.success and result.dagster_run.tags["spend/lane"] == "lake"
-    after = {h: hashlib.sha256(cbf_hour_path(data_dir, h).read_bytes()).digest() for h in window}
+    after = {h: hashlib.sha256((data_dir / cbf_hour_key(h)).read_bytes()).digest() for h in window}
     assert after == before
 
     # No receipts yet (dry run): the sensor asks for all 48 hours, as one run.

@@ -15,7 +15,7 @@ from demo.payloads import SECRET_MARKERS
 from pipelines.definitions import ASSETS, JOBS
 from pipelines.jobs import partition_range_tags
 from resources.attribution import AttributionMappingResource
-from resources.cbf import cbf_hour_path, read_cbf_csv
+from resources.cbf import cbf_hour_key, parse_cbf
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource
 from resources.landing import LandingZone, LandingZoneResource
@@ -94,7 +94,11 @@ def test_cost_and_requests_reconcile_from_landing_to_cbf(pipeline_run):
     # Every stage from spend_events on carries all the money; request_errors the failed part.
     stages = [asset for asset in LAKE_ASSETS[2:] if asset != "request_errors"]
     stage_costs = {asset: lake_total(data_dir, asset) for asset in stages}
-    cbf = [row for f in sorted((data_dir / "cbf").rglob("cbf.csv")) for row in read_cbf_csv(f)]
+    cbf = [
+        row
+        for f in sorted((data_dir / "cbf").rglob("cbf.csv"))
+        for row in parse_cbf(f.read_bytes(), f)
+    ]
     stage_costs["cloudzero_cbf"] = sum((Decimal(r["cost/cost"]) for r in cbf), Decimal(0))
     bodies = sorted((data_dir / "cloudzero" / "dry_run").rglob("body-*.json"))
     sent = [row for b in bodies for row in json.loads(b.read_text())["data"]]
@@ -144,7 +148,11 @@ def test_duplicates_collapse_and_attribution_matches_the_answer_key(pipeline_run
 
 def test_cbf_resources_carry_provider_and_model(pipeline_run):
     traffic, data_dir, _, _, _ = pipeline_run
-    rows = [row for f in sorted((data_dir / "cbf").rglob("cbf.csv")) for row in read_cbf_csv(f)]
+    rows = [
+        row
+        for f in sorted((data_dir / "cbf").rglob("cbf.csv"))
+        for row in parse_cbf(f.read_bytes(), f)
+    ]
     tags = [k for k in rows[0] if k.startswith("resource/tag:")]
     assert tags == [f"resource/tag:{d}" for d in ("department", "team", "agent", "provider")] + [
         "resource/tag:model"
@@ -206,9 +214,9 @@ def test_chunks_of_one_hour_write_the_same_lake_and_cbf_files(pipeline_run, tmp_
         ):
             assert sorted_rows(mine) == sorted_rows(theirs), mine
     for hour in traffic.hours:
-        assert (
-            cbf_hour_path(chunked, hour).read_bytes() == cbf_hour_path(data_dir, hour).read_bytes()
-        )
+        assert (chunked / cbf_hour_key(hour)).read_bytes() == (
+            data_dir / cbf_hour_key(hour)
+        ).read_bytes()
 
 
 def sorted_rows(path: Path) -> list[tuple]:

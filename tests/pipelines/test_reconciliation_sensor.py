@@ -12,8 +12,8 @@ from assets.partitions import partition_key
 from demo.traffic import generate_traffic
 from pipelines.sensors import (
     NO_DATABASE,
+    late_data_hours,
     reconcile_days,
-    reconciled_hours,
     reconciliation_requests,
     spend_logs_reconciliation_sensor,
 )
@@ -97,22 +97,22 @@ def test_without_the_database_source_the_sensor_says_why_it_skips(tmp_path):
         assert "LITELLM_DATABASE_URL is not set" in NO_DATABASE
 
 
-def test_reconciled_hours_end_where_the_schedule_look_back_begins():
+def test_late_data_hours_end_where_the_schedule_look_back_begins():
     now = datetime(2026, 3, 8, 12, 30, tzinfo=UTC)  # look-back 3: 09:00..11:00 restated
     first = datetime(2026, 1, 1, tzinfo=UTC)
-    hours = reconciled_hours(now, days=7, lookback=3, first=first)
+    hours = late_data_hours(now, days=7, lookback=3, first=first)
     assert (hours[0], hours[-1]) == (
         datetime(2026, 3, 1, 12, tzinfo=UTC),
         datetime(2026, 3, 8, 8, tzinfo=UTC),
     )
     assert len(hours) == 7 * 24 - 3
     # Never before the first partition; nothing while the look-back covers everything.
-    assert reconciled_hours(now, 7, 3, datetime(2026, 3, 8, 6, tzinfo=UTC)) == [
+    assert late_data_hours(now, 7, 3, datetime(2026, 3, 8, 6, tzinfo=UTC)) == [
         datetime(2026, 3, 8, 6, tzinfo=UTC),
         datetime(2026, 3, 8, 7, tzinfo=UTC),
         datetime(2026, 3, 8, 8, tzinfo=UTC),
     ]
-    assert reconciled_hours(now, 7, 3, datetime(2026, 3, 8, 9, tzinfo=UTC)) == []
+    assert late_data_hours(now, 7, 3, datetime(2026, 3, 8, 9, tzinfo=UTC)) == []
 
 
 def test_one_run_per_contiguous_range_keyed_by_the_fingerprints():

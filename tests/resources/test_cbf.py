@@ -1,18 +1,18 @@
 """CloudZero's CBF wire format: costs, hours, tag values, resource ids, the file."""
 
 import csv
+import io
 import itertools
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from resources.cbf import (
-    cbf_hour_path,
+    cbf_hour_key,
     format_cost,
     format_hour,
-    read_cbf_csv,
+    parse_cbf,
     resource_id,
     tag_value,
 )
@@ -126,17 +126,15 @@ def test_tag_value_cleaning():
     assert tag_value("ünïcode ok") == "ünïcode ok"
 
 
-def test_read_rejects_foreign_csv(tmp_path: Path):
-    path = tmp_path / "x.csv"
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerow(["a", "b"])
+def test_read_rejects_foreign_csv():
+    out = io.StringIO()
+    csv.writer(out).writerow(["a", "b"])
     with pytest.raises(ValueError, match="not a CBF file"):
-        read_cbf_csv(path)
+        parse_cbf(out.getvalue().encode(), "x.csv")
 
 
-def test_cbf_hour_path(tmp_path: Path):
-    expected = tmp_path / "cbf" / "date=2025-03-01" / "hour=10" / "cbf.csv"
-    assert cbf_hour_path(tmp_path, H0) == expected
-    assert cbf_hour_path(str(tmp_path), H1).parent.name == "hour=11"
+def test_cbf_hour_key():
+    assert cbf_hour_key(H0) == "cbf/date=2025-03-01/hour=10/cbf.csv"
+    assert cbf_hour_key(H1.astimezone(timezone(timedelta(hours=-5)))).endswith("/hour=11/cbf.csv")
     with pytest.raises(ValueError):
-        cbf_hour_path(tmp_path, H0.replace(minute=5))
+        cbf_hour_key(H0.replace(minute=5))

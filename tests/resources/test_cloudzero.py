@@ -68,7 +68,7 @@ def test_dry_run_writes_exact_bodies_and_a_manifest_and_no_receipt(tmp_path: Pat
     assert report.mode == "dry_run" and not report.submitted and report.requests == 0
     assert report.reason == REASON_DRY_RUN_SET
     out = tmp_path / "cloudzero" / "dry_run" / "run-abc"
-    assert report.directory == out
+    assert report.directory == str(out)
     written = sorted(out.glob("body-*.json"))
     assert [f.read_bytes() for f in written] == [b.to_bytes() for b in bodies]
 
@@ -118,8 +118,8 @@ def test_dry_run_clears_an_emptied_hour_and_skips_unchanged_ones(tmp_path: Path)
         hours[1]: "dry run: would clear",
         hours[2]: "unchanged",
     }
-    [body] = json.loads(report.manifest.read_text())["bodies"]
-    sent = json.loads(report.files[0].read_bytes())
+    [body] = json.loads(Path(report.manifest).read_text())["bodies"]
+    sent = json.loads(Path(report.files[0]).read_bytes())
     assert body["hours"] == [format_hour(hours[1])] and sent["operation"] == "replace_hourly"
     assert [r["cost/cost"] for r in sent["data"]] == ["0"]
     forced = resource.submit(files, run_id="r2", force=True)

@@ -147,7 +147,7 @@ def test_receipts_record_what_cloudzero_holds(fakes, tmp_path):
     assert receipt.attempts == 2 and receipt.run_id == "run-1"
     assert receipt.drop_ids == [r.drop_id for r in fake.requests if r.status == 200]
     assert receipt.cost_total == "3.000003"  # 1.000000 + 1.000001 + 1.000002
-    assert API_KEY not in resource(fake, tmp_path).receipts().path(HOURS[0]).read_text()
+    assert API_KEY not in Path(resource(fake, tmp_path).receipts().url(HOURS[0])).read_text()
     meta = report.metadata()
     assert report.submitted and meta["mode"] == "live"
     row_bytes = sum(

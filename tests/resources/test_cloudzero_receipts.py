@@ -54,7 +54,7 @@ def test_store_round_trip_keeps_history_and_ignores_other_destinations(tmp_path:
     store = ReceiptStore(tmp_path, DEST)
     assert store.read(HOUR) is None
     path = store.write(HOUR, receipt(run_id="r1"))
-    assert path == tmp_path / "cloudzero/receipts/date=2026-04-30/hour=23/receipt.json"
+    assert path == str(tmp_path / "cloudzero/receipts/date=2026-04-30/hour=23/receipt.json")
     assert store.read(HOUR) == receipt(run_id="r1")
     for n in range(2, HISTORY_LIMIT + 5):
         store.write(HOUR, receipt(sha=f"sha-{n}", run_id=f"r{n}"))
@@ -71,7 +71,8 @@ def test_store_round_trip_keeps_history_and_ignores_other_destinations(tmp_path:
 
 def test_a_corrupt_receipt_is_a_clear_error(tmp_path: Path):
     store = ReceiptStore(tmp_path, DEST)
-    store.path(HOUR).parent.mkdir(parents=True)
-    store.path(HOUR).write_text("{not json")
+    path = Path(store.url(HOUR))
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
     with pytest.raises(ValueError, match="remove it to resend"):
         store.read(HOUR)

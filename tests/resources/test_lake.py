@@ -1,4 +1,5 @@
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -6,9 +7,8 @@ import pytest
 
 from resources.lake import (
     LakeResource,
-    atomic_write,
     chunk_hours,
-    hive_dir,
+    hive_prefix,
     hours_between,
     split_by_hour,
 )
@@ -29,9 +29,9 @@ def test_hours_between_crosses_midnight_and_rejects_unaligned():
         hours_between(H0 + timedelta(minutes=1), H0 + timedelta(hours=2))
 
 
-def test_hive_dir_is_utc(tmp_path):
+def test_hive_prefix_is_utc():
     local = H0.astimezone(timezone(timedelta(hours=5)))
-    assert hive_dir(tmp_path, local) == tmp_path / "date=2026-03-01" / "hour=22"
+    assert hive_prefix("lake/t", local) == "lake/t/date=2026-03-01/hour=22"
 
 
 def test_split_by_hour_gives_every_hour_and_refuses_rows_outside():
@@ -43,7 +43,7 @@ def test_split_by_hour_gives_every_hour_and_refuses_rows_outside():
 
 def test_write_hours_writes_one_file_per_hour_and_reads_a_range(tmp_path):
     lake = LakeResource(data_dir=str(tmp_path))
-    files = lake.write_hours("t", table([HOURS[0], HOURS[2]]), HOURS)
+    files = [Path(f) for f in lake.write_hours("t", table([HOURS[0], HOURS[2]]), HOURS)]
     assert [f.relative_to(tmp_path).as_posix() for f in files] == [
         "lake/t/date=2026-03-01/hour=22/part-0.parquet",
         "lake/t/date=2026-03-01/hour=23/part-0.parquet",
@@ -59,7 +59,8 @@ def test_rewriting_an_hour_replaces_it(tmp_path):
     lake.write_hours("t", table([HOURS[0]] * 5), HOURS[:1])
     lake.write_hours("t", table([HOURS[0]]), HOURS[:1])
     assert lake.read_hours("t", HOURS[:1]).num_rows == 1
-    assert [p.name for p in lake.hour_file("t", HOURS[0]).parent.iterdir()] == ["part-0.parquet"]
+    folder = (tmp_path / lake.hour_key("t", HOURS[0])).parent
+    assert [p.name for p in folder.iterdir()] == ["part-0.parquet"]
 
 
 def test_missing_hour_names_the_asset_and_hour(tmp_path):
@@ -67,20 +68,6 @@ def test_missing_hour_names_the_asset_and_hour(tmp_path):
     lake.write_hours("t", table([]), HOURS[:1])
     with pytest.raises(FileNotFoundError, match=r"t has no data for 2 hour\(s\).*hour=23"):
         lake.read_hours("t", HOURS)
-
-
-def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
-    path = tmp_path / "f.txt"
-    path.write_text("old")
-
-    def broken(tmp):
-        tmp.write_text("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(path, broken)
-    assert path.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
 def test_chunk_hours_groups_consecutive_hours_within_the_budget():
@@ -109,7 +96,7 @@ def test_row_counts_chunks_and_scans_come_from_the_files(tmp_path):
     assert lake.chunks(["t"], HOURS) == [HOURS[:2], HOURS[2:]]
     assert lake.chunks(["t", "t"], HOURS) == [HOURS[:1], HOURS[1:]]
     scan = lake.scan("t", HOURS)
-    assert (scan.num_rows, scan.column_names, len(scan.files)) == (3, ["usage_hour", "n"], 3)
+    assert (scan.num_rows, scan.column_names, len(scan.keys)) == (3, ["usage_hour", "n"], 3)
     assert scan.schemas == (table(HOURS[:1]).schema,)
 
 

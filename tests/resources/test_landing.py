@@ -1,5 +1,6 @@
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -51,8 +52,7 @@ def test_batch_lands_valid_events_by_event_hour_and_quarantines_the_rest(tmp_pat
     late = payloads[1] | {"startTime": payloads[1]["startTime"] - 7200, "endTime": None}
     result = zone.write_events([payloads[0], {"id": "x"}, "not an object", late], received_at=NOW)
     assert (result.landed, result.quarantined) == (2, 2)
-    assert len(zone.hour_files(hour_of(payloads[0]))) == 1
-    assert len(zone.hour_files(hour_of(late))) == 1
+    assert [len(e) for e in zone.hour_entries([hour_of(payloads[0]), hour_of(late)])] == [1, 1]
     quarantine = list((tmp_path / "landing" / "_quarantine").rglob("*.ndjson"))
     reasons = [json.loads(line)["reason"] for line in quarantine[0].read_text().splitlines()]
     assert reasons == ["missing startTime", "event is a JSON string, not an object"]
@@ -61,7 +61,7 @@ def test_batch_lands_valid_events_by_event_hour_and_quarantines_the_rest(tmp_pat
 def test_reader_tolerates_a_torn_last_line_and_reports_bad_lines(tmp_path, payloads):
     zone = LandingZone(tmp_path, "r1")
     result = zone.write_events(payloads[:3], received_at=NOW)
-    path = result.files[0]
+    path = Path(result.files[0])
     with open(path, "ab") as f:
         f.write(b'{"request_id": "torn", "start_')
     read = zone.read_hours([hour_of(payloads[0])])
@@ -96,4 +96,4 @@ def test_merged_batches_write_one_file_per_hour(tmp_path, payloads):
     assert (merged.landed, merged.quarantined, merged.received_at) == (3, 1, NOW + 1)
     result = LandingZone(tmp_path).write_batch(merged)
     assert len(result.files) == 3  # two event hours and one quarantine file
-    assert result.bytes == sum(f.stat().st_size for f in result.files)
+    assert result.bytes == sum(Path(f).stat().st_size for f in result.files)

@@ -141,7 +141,7 @@ def test_a_change_in_the_database_shows_in_that_hour_only(spend_db, tmp_path, ch
 def test_an_hour_never_materialised_differs_and_a_deleted_row_is_told_apart(spend_db, tmp_path):
     lake = LakeResource(data_dir=str(tmp_path))
     materialise(spend_db, lake)
-    lake.hour_file("litellm_spend_logs", HOURS[3]).unlink()
+    (tmp_path / lake.hour_key("litellm_spend_logs", HOURS[3])).unlink()
     execute(spend_db, """DELETE FROM "LiteLLM_SpendLogs" WHERE request_id = 'r-001'""")
     database, in_lake = fingerprints(spend_db, lake)
 
