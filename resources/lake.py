@@ -135,8 +135,8 @@ class ParquetScan:
         elif self.storage.local:  # DuckDB's own reader: parallel, only the columns used
             paths = [self.storage.path(k) for k in self.keys]
             con.read_parquet(paths).create_view(name, replace=True)
-        else:  # pyarrow reads the objects; DuckDB scans the dataset the same way
-            con.register(name, self.storage.parquet_dataset(self.keys, self.schema))
+        else:  # whole objects fetched side by side, decoded in memory (a chunk's worth)
+            con.register(name, self.storage.parquet_table(self.keys, self.schema))
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -201,7 +201,7 @@ class LakeResource(dg.ConfigurableResource):
         scan = self.scan(asset, hours)
         if not scan.keys:
             return pa.table({})
-        return scan.storage.parquet_dataset(scan.keys, scan.schema).to_table()
+        return scan.storage.parquet_table(scan.keys, scan.schema)
 
     def scan(self, asset: str, hours: Sequence[datetime]) -> ParquetScan:
         return ParquetScan.of(self.storage, self.hour_keys(asset, hours))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import os
 import re
 import threading
@@ -34,7 +35,9 @@ from pydantic import Field
 from resources.duck import connection
 from resources.lake import hive_prefix
 from resources.landing_record import LANDING_SCHEMA, LandingBatch, project_batch
-from resources.storage import Entry, Storage, storage_at
+from resources.storage import Entry, Storage, StorageError, storage_at
+
+log = logging.getLogger(__name__)
 
 # A landed line of real LiteLLM traffic is about 800 bytes (787 on the sample traffic):
 # readers size their chunks of hours with it.
@@ -148,18 +151,32 @@ class LandingZone:
         Returns once every object exists (on a local disk: fsync'd); raises
         ``StorageError`` when one could not be written."""
         result = WriteResult(landed=batch.landed, quarantined=batch.quarantined)
-        for hour, records in sorted(batch.by_hour.items()):
-            self._publish(hive_prefix(LANDING_FOLDER, hour), records, result)
-        if batch.rejects:
-            arrival = datetime.fromtimestamp(batch.received_at, tz=timezone.utc)
-            self._publish(hive_prefix(QUARANTINE_FOLDER, arrival), batch.rejects, result)
+        written: list[str] = []
+        try:
+            for hour, records in sorted(batch.by_hour.items()):
+                written.append(self._publish(hive_prefix(LANDING_FOLDER, hour), records, result))
+            if batch.rejects:
+                arrival = datetime.fromtimestamp(batch.received_at, tz=timezone.utc)
+                written.append(
+                    self._publish(hive_prefix(QUARANTINE_FOLDER, arrival), batch.rejects, result)
+                )
+        except StorageError:
+            # Not acknowledged, so the sender retries all of it: take back what did land, or
+            # those events would land twice (the pipeline would still count them once).
+            for key in written:
+                try:
+                    self.storage.delete(key)
+                except StorageError:
+                    log.warning("could not take back %s after a failed write", key)
+            raise
         return result
 
-    def _publish(self, prefix: str, lines: list[dict[str, Any]], result: WriteResult) -> None:
+    def _publish(self, prefix: str, lines: list[dict[str, Any]], result: WriteResult) -> str:
         key, data = f"{prefix}/{self._next_name()}", _ndjson(lines)
         self.storage.write(key, data, durable=True)
         result.files.append(self.storage.url(key))
         result.bytes += len(data)
+        return key
 
     def hour_entries(self, hours: Sequence[datetime]) -> list[list[Entry]]:
         listings = self.storage.list_many([hive_prefix(LANDING_FOLDER, h) for h in hours])

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -73,13 +74,23 @@ class ReceiverProcess(ServerProcess):
 
     name = "spend-receiver"
 
-    def __init__(self, data_dir: Path, *args: str, tokens: tuple[str, ...] = TOKENS) -> None:
-        self.data_dir = Path(data_dir)
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *args: str,
+        tokens: tuple[str, ...] = TOKENS,
+        env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        """``data_dir`` is the storage root: a folder (the log goes beside it) or an
+        object-storage URL (then ``log_dir`` says where the log goes)."""
+        self.root = str(data_dir)
+        self.data_dir = Path(data_dir) if "://" not in self.root else None
         port = free_port()
-        command = [str(SPEND_RECEIVER), "--port", str(port), "--data-dir", str(self.data_dir)]
-        env = {**os.environ, "SPEND_WEBHOOK_TOKENS": ",".join(tokens)}
-        log_path = self.data_dir.parent / f"receiver-{port}.log"
-        super().__init__([*command, *args], port, log_path, env=env)
+        command = [str(SPEND_RECEIVER), "--port", str(port), "--data-dir", self.root]
+        environ = {**os.environ, **(env or {}), "SPEND_WEBHOOK_TOKENS": ",".join(tokens)}
+        log_path = (log_dir or self.data_dir.parent) / f"receiver-{port}.log"
+        super().__init__([*command, *args], port, log_path, env=environ)
         self.callback_url = f"{self.url}/litellm/callback"
 
     @property

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -67,22 +68,36 @@ class Relay:
             except OSError:
                 _close(client)
                 continue
+            upstream.settimeout(None)  # an idle keep-alive connection waits as long as it likes
             with self._lock:
                 self._connections |= {client, upstream}
+            finished = threading.Barrier(2, action=lambda c=client, u=upstream: self._drop(c, u))
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+                threading.Thread(
+                    target=self._pump, args=(source, sink, finished), daemon=True
+                ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, finished: threading.Barrier
+    ) -> None:
+        """One direction; at its end only that direction is closed (a half-close), so the
+        other's last bytes still arrive. Both ended: both sockets are closed."""
         try:
             while data := source.recv(RELAY_BUFFER):
                 sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        finally:
-            for connection in (source, sink):
-                _close(connection)
-                with self._lock:
-                    self._connections.discard(connection)
+        try:
+            finished.wait(timeout=600)
+        except threading.BrokenBarrierError:
+            pass
+
+    def _drop(self, *connections: socket.socket) -> None:
+        for connection in connections:
+            _close(connection)
+            with self._lock:
+                self._connections.discard(connection)
 
 
 def _close(connection: socket.socket) -> None:
@@ -116,11 +131,14 @@ class S3Server:
 
     def __enter__(self) -> S3Server:
         environ = {**os.environ, **self.env(), "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+        # moto logs every request: to a file, never a pipe nobody drains (a full pipe would
+        # block its request threads and hang every client).
+        self._log = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.server_port)],
             env=environ,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -129,7 +147,8 @@ class S3Server:
                 break
             except httpx.TransportError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
-                    error = self._process.stderr.read().decode(errors="replace")[-2000:]
+                    self._log.seek(0)
+                    error = self._log.read().decode(errors="replace")[-2000:]
                     self.__exit__(None, None, None)
                     raise RuntimeError(f"moto's S3 server did not start: {error}") from None
                 time.sleep(0.1)
@@ -145,8 +164,8 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-            self._process.stderr.close()
             self._process = None
+            self._log.close()
 
     def filesystem(self) -> pafs.S3FileSystem:
         """An S3 client of this server, for a test's own look at the bucket."""

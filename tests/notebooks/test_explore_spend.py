@@ -5,12 +5,19 @@ import re
 import sys
 from pathlib import Path
 
+import dagster as dg
 import nbformat
 import pytest
 from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
+from assets.partitions import partition_key
+from demo.population import MAPPING_YAML
+from demo.traffic import generate_traffic, land_traffic
+from pipelines.definitions import ASSETS, JOBS, resources_from_env
+from pipelines.jobs import partition_range_tags
+from tests.samples import HOUR0
 from tests.spend_pipeline import sample_range
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore_spend.ipynb"
@@ -31,13 +38,11 @@ def demo_lake(tmp_path_factory):
     return traffic, data_dir
 
 
-@pytest.fixture(scope="module")
-def executed(demo_lake, tmp_path_factory):
-    """The notebook after nbclient ran every cell in a kernel of this interpreter."""
-    _, data_dir = demo_lake
+def execute_notebook(root: str, jupyter_dir: Path, extra_env: dict[str, str] | None = None):
+    """The notebook after nbclient ran every cell in a kernel of this interpreter, on the
+    storage root ``root``."""
     # A kernel spec of our own, first on JUPYTER_PATH, so that the kernel is this venv's
     # Python whatever specs the user or the system has installed under the same name.
-    jupyter_dir = tmp_path_factory.mktemp("jupyter")
     write_kernel_spec(jupyter_dir / "kernels" / KERNEL)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("JUPYTER_PATH", str(jupyter_dir))
@@ -50,8 +55,14 @@ def executed(demo_lake, tmp_path_factory):
             resources={"metadata": {"path": str(NOTEBOOK.parent)}},
         )
         # Raises CellExecutionError, naming the cell, when any cell fails.
-        client.execute(env=os.environ | {"SPEND_DATA_DIR": str(data_dir)})
+        client.execute(env=os.environ | (extra_env or {}) | {"SPEND_DATA_DIR": root})
     return nb
+
+
+@pytest.fixture(scope="module")
+def executed(demo_lake, tmp_path_factory):
+    _, data_dir = demo_lake
+    return execute_notebook(str(data_dir), tmp_path_factory.mktemp("jupyter"))
 
 
 def cell(nb, cell_id: str):
@@ -166,3 +177,23 @@ def test_cache_savings_show_cached_tokens_hits_and_a_saving(executed, demo_lake)
     assert hits > 0
     assert "<th>saved</th>" in table
     assert re.search(r"<td>\$\d+\.\d*[1-9]\d*</td>", table)  # a saving that is not zero
+
+
+def test_the_notebook_opens_a_lake_on_object_storage(tmp_path, s3_server, s3_root):
+    traffic = generate_traffic(HOUR0, 2, events_per_hour=40, seed=12)
+    land_traffic(traffic, s3_root)
+    (tmp_path / "mapping.yaml").write_text(MAPPING_YAML)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SPEND_DATA_DIR", s3_root)
+        env.setenv("SPEND_ATTRIBUTION_FILE", str(tmp_path / "mapping.yaml"))
+        defs = dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources_from_env())
+        tags = partition_range_tags(
+            partition_key(traffic.hours[0]), partition_key(traffic.hours[-1])
+        )
+        with dg.instance_for_test() as instance:
+            job = defs.resolve_job_def("hourly_spend_job")
+            assert job.execute_in_process(instance=instance, tags=tags).success
+    nb = execute_notebook(s3_root, tmp_path / "jupyter", s3_server.env())
+    printed = "".join(o.text for o in cell(nb, "coverage").outputs if o.output_type == "stream")
+    assert f"{s3_root}/lake: 2 hours, shown per hour" in printed
+    assert f"${traffic.total_cost:,.6f}" in html(nb, "coverage")
