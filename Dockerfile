@@ -30,13 +30,16 @@ COPY demo ./demo
 RUN pip install --no-deps . \
     && rm -rf build ./*.egg-info
 
-# An unprivileged user with a numeric id, so Kubernetes can verify runAsNonRoot. Processes
-# start in its home directory, the one place they may write: DuckDB spills a query that
-# outgrows memory to .tmp/ under the working directory. The image holds no data directory:
+# An unprivileged user with a numeric id, so Kubernetes can verify runAsNonRoot. It may write
+# in two places: its home directory, where processes start (DuckDB spills a query that
+# outgrows memory to .tmp/ under the working directory), and DAGSTER_HOME of Dagster's Helm
+# chart, made here because the chart mounts only dagster.yaml into it and a directory the
+# runtime creates for that mount would be root's. The image holds no data directory:
 # SPEND_DATA_DIR is object storage (s3://, gs://, az://).
 RUN groupadd --system --gid 10001 spend \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/spend \
-        --shell /usr/sbin/nologin spend
+        --shell /usr/sbin/nologin spend \
+    && install -d -o 10001 -g 10001 /opt/dagster/dagster_home
 USER 10001:10001
 WORKDIR /home/spend
 

@@ -135,6 +135,11 @@ def test_runs_as_a_numeric_non_root_user():
     assert user.isdigit() and int(user) != 0
     cmd = index_of(steps, lambda s: s.keyword == "CMD", "CMD")
     assert steps.index(users[-1]) < cmd
+    # Processes start in the user's own home, where DuckDB may spill (.tmp/ in the working
+    # directory), not in the root-owned source tree.
+    home = re.search(r"--home-dir (\S+)", " ".join(s.args for s in steps if s.keyword == "RUN"))
+    workdirs = [s.args for s in steps if s.keyword == "WORKDIR"]
+    assert home and workdirs[-1] == home.group(1)
 
 
 def test_exposes_the_code_location_and_the_receiver_ports():
