@@ -13,6 +13,8 @@ from benchmarks.machine import CoresBusy
 from benchmarks.receiver_bodies import BenchmarkBodies
 
 TARGET_EVENTS_PER_SECOND = 6_000
+TARGET_S3_RATIO = 0.5  # the receiver on object storage against the one on a local disk
+LOCAL, ON_S3 = "receiver", "receiver on S3"
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,20 @@ def _run_row(run: ServerRun) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _object_storage_line(medians: dict[str, Medians]) -> list[str]:
+    if ON_S3 not in medians:
+        return []
+    s3_rate, local_rate = medians[ON_S3].events_per_second, medians[LOCAL].events_per_second
+    ratio = s3_rate / local_rate if local_rate else math.nan
+    verdict = "met" if ratio >= TARGET_S3_RATIO else "**missed**"
+    return [
+        "",
+        f"On object storage (a real S3 API, moto's server on 127.0.0.1; one object per commit "
+        f"group): **{_fmt(s3_rate)} events/s**, ratio S3/local disk **{_fmt(ratio, 3)}**. "
+        f"Target ≥ {TARGET_S3_RATIO}: {verdict}.",
+    ]
+
+
 def render_report(
     runs: Sequence[ServerRun],
     options: argparse.Namespace,
@@ -145,7 +161,9 @@ def render_report(
     machine: dict[str, str],
     command: str,
 ) -> str:
-    by_server = {name: [r for r in runs if r.server == name] for name in ("baseline", "receiver")}
+    names = ("baseline", LOCAL, ON_S3)
+    by_server = {name: [r for r in runs if r.server == name] for name in names}
+    by_server = {name: group for name, group in by_server.items() if group}
     medians = {name: Medians.of(group) for name, group in by_server.items()}
     receiver_rate = medians["receiver"].events_per_second
     baseline_rate = medians["baseline"].events_per_second
@@ -157,6 +175,7 @@ def render_report(
         f"Receiver: **{_fmt(receiver_rate)} events/s** (median of {len(by_server['receiver'])}), "
         f"baseline {_fmt(baseline_rate)} events/s, ratio receiver/baseline **{_fmt(ratio, 3)}**. "
         f"Target ≥ {TARGET_EVENTS_PER_SECOND:,} events/s: {verdict}.",
+        *_object_storage_line(medians),
         "",
         "## Medians over rounds",
         "",
@@ -180,13 +199,13 @@ def render_report(
         "",
         "## Receiver group commits (measured phase, from `/metrics`)",
         "",
-        "| round | commits | mean commit ms | events/commit | requests/commit | landed (whole run, verified) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| landing | round | commits | mean commit ms | events/commit | requests/commit | landed (whole run, verified) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in by_server["receiver"]:
+    for run in [*by_server[LOCAL], *by_server.get(ON_S3, [])]:
         c = run.commits
         lines.append(
-            f"| {run.round} | {c.commits} | {_fmt(c.mean_commit_ms, 2)} "
+            f"| {'S3' if run.server == ON_S3 else 'disk'} | {run.round} | {c.commits} | {_fmt(c.mean_commit_ms, 2)} "
             f"| {_fmt(c.events_per_commit, 0)} | {_fmt(c.requests_per_commit, 2)} "
             f"| {run.landed_events:,} |"
         )

@@ -23,8 +23,9 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from benchmarks import REPO_ROOT, progress, publish
@@ -32,10 +33,11 @@ from benchmarks.baseline_server import BaselineProcess
 from benchmarks.load import KeepAliveClient, PhaseResult, Target, run_phase
 from benchmarks.machine import CoresBusy, cores_busy, describe_machine, in_memory, sample_cpu
 from benchmarks.receiver_bodies import BenchmarkBodies, build_bodies, last_full_hour, load_templates
-from benchmarks.receiver_report import ServerRun, commit_summary, render_report
+from benchmarks.receiver_report import LOCAL, ON_S3, ServerRun, commit_summary, render_report
 from receiver.app import CALLBACK_PATH
 from resources.landing import LandingZone
 from tests.receiving import ReceiverProcess
+from tests.s3_server import S3Server
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 SERVER_STACK = {"server stack": ("uvicorn", "uvloop", "httptools")}
@@ -50,10 +52,10 @@ class LandingMismatch(RuntimeError):
 
 
 def verify_landing(
-    data_dir: Path, bodies: BenchmarkBodies, acknowledged: int, unanswered: int
+    root: Path | str, bodies: BenchmarkBodies, acknowledged: int, unanswered: int
 ) -> int:
     """The number of landed events, or ``LandingMismatch`` if it is not what was acknowledged."""
-    read = LandingZone(data_dir).read_hours([bodies.hour])
+    read = LandingZone(root).read_hours([bodies.hour])
     landed = read.table.num_rows
     problems = []
     if landed < acknowledged:
@@ -67,7 +69,7 @@ def verify_landing(
     if strangers:
         problems.append(f"{len(strangers)} landed call ids were never sent")
     if problems:
-        raise LandingMismatch(f"landing zone {data_dir}: " + "; ".join(problems))
+        raise LandingMismatch(f"landing zone {root}: " + "; ".join(problems))
     return landed
 
 
@@ -128,11 +130,19 @@ def run_baseline(
 
 
 def run_receiver(
-    round_number: int, options: argparse.Namespace, bodies: BenchmarkBodies
+    round_number: int,
+    options: argparse.Namespace,
+    bodies: BenchmarkBodies,
+    s3: S3Server | None = None,
 ) -> ServerRun:
+    """The receiver landing on the work dir's disk (fsync on), or in a bucket of ``s3``."""
     run_dir = Path(tempfile.mkdtemp(prefix="receiver-", dir=options.work_dir))
-    data_dir = run_dir / "data"
-    receiver = ReceiverProcess(data_dir)  # its log goes next to data_dir
+    if s3 is None:
+        name, data_dir = LOCAL, run_dir / "data"
+        receiver = ReceiverProcess(data_dir)  # its log goes next to data_dir
+    else:
+        name, data_dir = ON_S3, s3.create_bucket(f"receiver-{round_number}") + "/data"
+        receiver = ReceiverProcess(data_dir, env=s3.env(direct=True), log_dir=run_dir)
     try:
         receiver.start()
         headers = {**JSON_HEADERS, **receiver.auth}
@@ -160,7 +170,7 @@ def run_receiver(
     if not options.keep_data:
         shutil.rmtree(run_dir)
     commits = commit_summary(before, after)
-    return ServerRun("receiver", round_number, measured, cores, commits, landed)
+    return ServerRun(name, round_number, measured, cores, commits, landed)
 
 
 # --- main -----------------------------------------------------------------------------
@@ -185,6 +195,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default data/benchmarks in the checkout)",
     )
     parser.add_argument("--keep-data", action="store_true", help="keep the landing zones")
+    parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="also run the receiver on object storage: a real S3 API (moto's server) on "
+        "127.0.0.1, in each round beside the local one",
+    )
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
     options = parser.parse_args(argv)
     for name in ("rounds", "max_requests", "concurrency", "batch_size", "bodies"):
@@ -209,16 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs = []
     try:
-        for round_number in range(1, options.rounds + 1):
-            for run_server in (run_baseline, run_receiver):
-                run = run_server(round_number, options, bodies)
-                runs.append(run)
-                progress(
-                    f"round {round_number} {run.server}: "
-                    f"{run.measured.events_per_second:,.0f} events/s, "
-                    f"p50 {run.measured.p50_ms:.1f} ms, p99 {run.measured.p99_ms:.1f} ms, "
-                    f"{run.measured.error_count} errors"
-                )
+        with S3Server() if options.s3 else nullcontext() as s3:
+            for round_number in range(1, options.rounds + 1):
+                servers = [run_baseline, run_receiver]
+                if s3 is not None:
+                    servers.append(partial(run_receiver, s3=s3))
+                for run_server in servers:
+                    run = run_server(round_number, options, bodies)
+                    runs.append(run)
+                    progress(
+                        f"round {round_number} {run.server}: "
+                        f"{run.measured.events_per_second:,.0f} events/s, "
+                        f"p50 {run.measured.p50_ms:.1f} ms, p99 {run.measured.p99_ms:.1f} ms, "
+                        f"{run.measured.error_count} errors"
+                    )
     except LandingMismatch as exc:
         progress(f"FAILED: {exc}")
         return 1

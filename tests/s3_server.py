@@ -120,10 +120,12 @@ class S3Server:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.relay.port}"
 
-    def env(self) -> dict[str, str]:
-        """The standard AWS settings that point an S3 client at this server."""
+    def env(self, direct: bool = False) -> dict[str, str]:
+        """The standard AWS settings that point an S3 client at this server: through the
+        relay (which ``outage`` cuts), or ``direct``ly (what a benchmark measures)."""
+        endpoint = f"http://127.0.0.1:{self.server_port}" if direct else self.endpoint
         return {
-            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL": endpoint,
             "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "spend-test",
             "AWS_SECRET_ACCESS_KEY": "spend-test-secret",
