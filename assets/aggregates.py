@@ -1,21 +1,17 @@
 """Hourly aggregates of ``spend_events``: spend by department, team and agent, by model,
 and the failed requests by error."""
 
-from collections.abc import Callable, Iterator
-
 import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from assets.checks import (
-    Outcome,
-    check_results,
-    cost_non_negative_outcome,
-    hourly_check_spec,
-    query_table,
-    reconcile_outcome,
-    schema_outcome,
-    unless_columns_missing,
+from assets.checks import hour_rule_specs, query_table
+from assets.hour_rules import (
+    HourChecks,
+    cost_faults,
+    hourly_totals,
+    reconcile_faults,
+    schema_faults,
 )
 from assets.metadata import RangeSummary, chunk_done, markdown_preview
 from assets.partitions import hourly_asset, partition_hours
@@ -85,23 +81,60 @@ def _description(name: str, spec: AggregateSpec) -> str:
     return f"{which} per hour by {', '.join(spec.dimensions)}: {measures}."
 
 
+def aggregate_rules(spec: AggregateSpec) -> dict[str, str]:
+    """The rules an aggregate checks as it writes each chunk (``assets/hour_rules.py``)."""
+    which = "its failed requests" if spec.failed_only else "its requests"
+    return {
+        "schema_matches": "columns and types are exactly the aggregate schema by "
+        + ", ".join(spec.dimensions),
+        "cost_non_negative": "every cost is present and ≥ 0",
+        "reconciles_with_spend_events": f"each hour's cost and requests equal spend_events' "
+        f"({which}) exactly",
+    }
+
+
+def aggregate_faults(
+    table: pa.Table, events: Rows, spec: AggregateSpec, hours: list
+) -> dict[str, dict]:
+    """Each rule's faulty hours among a chunk's aggregate ``table`` made from ``events``."""
+    schema = schema_faults(table, spec.schema, hours)
+    if schema:  # the other rules read columns that may not be there
+        return {"schema_matches": schema}
+    return {
+        "cost_non_negative": cost_faults(table),
+        "reconciles_with_spend_events": reconcile_faults(
+            hourly_totals(table), hourly_totals(events, spec.failed_only), hours
+        ),
+    }
+
+
 def _aggregate_asset(name: str, spec: AggregateSpec) -> dg.AssetsDefinition:
+    rules = aggregate_rules(spec)
+
     @hourly_asset(
         name=name,
         deps=["spend_events"],
         group_name="aggregates",
         kinds={"duckdb", "parquet"},
         description=_description(name, spec),
+        check_specs=hour_rule_specs(name, rules),
     )
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        hours, summary = partition_hours(context), RangeSummary()
+        hours, summary, checks = partition_hours(context), RangeSummary(), HourChecks(rules)
         chunks = lake.chunks(["spend_events"], hours)
         with connection() as con:
             for number, chunk in enumerate(chunks, start=1):
-                table = aggregate_spend(lake.scan("spend_events", chunk), spec, con)
+                events = lake.scan("spend_events", chunk)
+                table = aggregate_spend(events, spec, con)
                 summary.add(table, lake.write_hours(name, table, chunk))
+                checks.add(chunk, aggregate_faults(table, events, spec, chunk))
                 chunk_done(context, number, len(chunks), chunk, table.num_rows)
-        return summary.result(hours, **top_tables(name, lake.scan(name, hours)))
+        lake.set_holds(name, hours, checks.held())
+        return summary.result(
+            hours,
+            check_results=checks.results(context.assets_def.key),
+            **top_tables(name, lake.scan(name, hours)),
+        )
 
     return _asset
 
@@ -109,73 +142,3 @@ def _aggregate_asset(name: str, spec: AggregateSpec) -> dg.AssetsDefinition:
 spend_by_department, spend_by_team, spend_by_agent, spend_by_model, request_errors = (
     _aggregate_asset(name, spec) for name, spec in AGGREGATES.items()
 )
-
-
-def _aggregate_checks(asset: dg.AssetsDefinition, spec: AggregateSpec) -> dg.AssetChecksDefinition:
-    name = asset.key.to_user_string()
-
-    @dg.multi_asset_check(
-        name=f"{name}_integrity",
-        specs=[
-            hourly_check_spec(
-                asset,
-                "schema_matches",
-                f"Columns and types are exactly the aggregate schema by {', '.join(spec.dimensions)}.",
-                blocking=True,
-            ),
-            hourly_check_spec(
-                asset, "cost_non_negative", "Every cost is present and ≥ 0.", blocking=True
-            ),
-            hourly_check_spec(
-                asset,
-                "reconciles_with_spend_events",
-                "Each hour's cost and requests equal spend_events' exactly"
-                + (" (its failed requests)." if spec.failed_only else "."),
-                blocking=True,
-                additional_deps=["spend_events"],
-            ),
-        ],
-        can_subset=True,
-        description=f"Blocking: a {name} hour with a wrong schema, a negative cost or money "
-        "that does not reconcile with spend_events gets no CBF file in this run.",
-    )
-    def _checks(
-        context: dg.AssetCheckExecutionContext, lake: LakeResource
-    ) -> Iterator[dg.AssetCheckResult]:
-        hours = partition_hours(context)
-        table = lake.scan(name, hours)
-        schema = spec.schema
-
-        def rule(outcome: Callable[[], Outcome]) -> Callable[[], Outcome]:
-            return unless_columns_missing(table, schema, outcome)
-
-        yield from check_results(
-            context,
-            asset.key,
-            {
-                "schema_matches": lambda: schema_outcome(table, schema),
-                "cost_non_negative": rule(
-                    lambda: cost_non_negative_outcome(table, spec.dimensions)
-                ),
-                "reconciles_with_spend_events": rule(
-                    lambda: reconcile_outcome(
-                        table,
-                        lake.scan("spend_events", hours),
-                        hours,
-                        failed_only=spec.failed_only,
-                    )
-                ),
-            },
-        )
-
-    return _checks
-
-
-AGGREGATE_CHECKS = [
-    _aggregate_checks(asset, spec)
-    for asset, spec in zip(
-        (spend_by_department, spend_by_team, spend_by_agent, spend_by_model, request_errors),
-        AGGREGATES.values(),
-        strict=True,
-    )
-]

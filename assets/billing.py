@@ -9,7 +9,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from assets.cbf_rows import cbf_rows, resource_spend
-from assets.checks import Rows, query_records
+from assets.checks import Rows, exact_decimal, hour_rule_specs, query_records
+from assets.hour_rules import HourChecks
 from assets.metadata import markdown_preview, range_metadata
 from assets.partitions import hourly_asset, hourly_partitions, partition_hours
 from assets.schemas import AGGREGATES
@@ -32,21 +33,20 @@ from resources.storage import Storage
 SPEND_AGGREGATES = [name for name, spec in AGGREGATES.items() if not spec.failed_only]
 
 
-def reconcile(totals: dict[str, Decimal], hour: datetime | None = None) -> None:
-    """Every stage must carry the same money; a mismatch never reaches CloudZero."""
-    if len(set(totals.values())) > 1:
-        where = f"{hour:%Y-%m-%dT%H}:00Z: " if hour else ""
-        raise dg.Failure(
-            description=f"{where}cost does not reconcile across stages: "
-            + ", ".join(f"{name}={total}" for name, total in totals.items()),
-            metadata={name: str(total) for name, total in totals.items()},
-        )
+def reconcile_fault(totals: Mapping[str, Decimal]) -> str | None:
+    """Why an hour's money differs across stages, or None when every stage carries it all."""
+    if len(set(totals.values())) <= 1:
+        return None
+    return "cost differs across stages: " + ", ".join(
+        f"{name} {format_cost(total)}" for name, total in totals.items()
+    )
 
 
 def hourly_costs(rows: Rows) -> dict[datetime, Decimal]:
     """Exact cost per hour of a lake table (hours without rows are absent)."""
     sql = "SELECT usage_hour, sum(cost) AS cost FROM stage GROUP BY usage_hour"
-    return {r["usage_hour"]: r["cost"] for r in query_records(sql, stage=rows)}
+    # A stage whose money drifted to floats still compares (and then differs), never crashes.
+    return {r["usage_hour"]: exact_decimal(r["cost"]) for r in query_records(sql, stage=rows)}
 
 
 def resource_dimensions(cloudzero: CloudZeroResource) -> list[str]:
@@ -56,12 +56,24 @@ def resource_dimensions(cloudzero: CloudZeroResource) -> list[str]:
         raise dg.Failure(description=str(exc)) from None
 
 
+# The rules cloudzero_cbf checks on the rows it makes, before writing any file; an hour that
+# breaks one (or that an upstream asset holds back) keeps its last file: nothing of it is sent.
+CBF_RULES = {
+    "cloudzero_cbf_is_valid": "the rows can be sent as they are (required columns, string "
+    "values, fixed-point costs, hour alignment, tag keys, one tag set per resource/id)",
+    "reconciles_across_stages": "each hour's cost is the same in spend_events, every spend "
+    "aggregate and the CBF rows, exactly",
+}
+
+
 @hourly_asset(
     deps=["spend_events", *AGGREGATES],
     group_name="billing",
     kinds={"csv", "cloudzero"},
     description="One CloudZero Billing Format file per hour (data/cbf/date=/hour=/cbf.csv), "
-    "one row per resource (CLOUDZERO_RESOURCE_DIMENSIONS).",
+    "one row per resource (CLOUDZERO_RESOURCE_DIMENSIONS); hours an upstream check holds back "
+    "keep their last file.",
+    check_specs=hour_rule_specs("cloudzero_cbf", CBF_RULES),
 )
 def cloudzero_cbf(
     context: dg.AssetExecutionContext, lake: LakeResource, cloudzero: CloudZeroResource
@@ -77,29 +89,65 @@ def cloudzero_cbf(
     stage_costs = {
         name: hourly_costs(lake.scan(name, hours)) for name in ("spend_events", *SPEND_AGGREGATES)
     }
-    # Every hour reconciles exactly, spend_events → aggregates → CBF rows, before any file is
-    # (re)written: a file on disk is what a submission run sends, materialised or not.
-    cbf_totals = {}
-    for hour, rows in sorted(rows_by_hour.items()):
-        cbf_totals[hour] = cost_total(rows.to_pylist())
-        totals = {name: costs.get(hour, Decimal(0)) for name, costs in stage_costs.items()}
-        reconcile(totals | {"cloudzero_cbf": cbf_totals[hour]}, hour)
+    cbf_totals = {hour: cost_total(rows.to_pylist()) for hour, rows in rows_by_hour.items()}
+    unreconciled = {
+        hour: fault
+        for hour in hours
+        if (
+            fault := reconcile_fault(
+                {name: costs.get(hour, Decimal(0)) for name, costs in stage_costs.items()}
+                | {"cloudzero_cbf": cbf_totals[hour]}
+            )
+        )
+    }
+    invalid = validate_cbf_hours({hour: rows.to_pylist() for hour, rows in rows_by_hour.items()})
+    checks = HourChecks(CBF_RULES)
+    checks.add(
+        hours,
+        {
+            "cloudzero_cbf_is_valid": {h: "; ".join(reasons) for h, reasons in invalid.items()},
+            "reconciles_across_stages": unreconciled,
+        },
+    )
+    lake.set_holds("cloudzero_cbf", hours, checks.held())
+    # A file on disk is what a submission run sends: an hour held back here or upstream
+    # keeps its last file, every other hour is (re)written.
+    held = held_hours(lake.holds(hours))
+    written = {hour: rows for hour, rows in sorted(rows_by_hour.items()) if hour not in held}
     files = [
-        write_cbf_csv(rows, lake.storage, cbf_hour_key(hour))
-        for hour, rows in sorted(rows_by_hour.items())
+        write_cbf_csv(rows, lake.storage, cbf_hour_key(hour)) for hour, rows in written.items()
     ]
-    rows = pa.concat_tables([rows for _, rows in sorted(rows_by_hour.items())])
-    cbf_total = exact_sum(cbf_totals.values())
+    if held:
+        context.log.warning(
+            f"{len(held)} of {len(hours)} hours held back from CloudZero: "
+            + "; ".join(f"{hour:%Y-%m-%dT%H}:00Z {reasons[0]}" for hour, reasons in held.items())
+        )
+    rows = pa.concat_tables([rows_by_hour[hour] for hour in sorted(rows_by_hour)])
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows.num_rows,
+            "dagster/row_count": sum(t.num_rows for t in written.values()),
             **range_metadata(hours, files),
-            "cost_total": dg.MetadataValue.text(format_cost(cbf_total)),
+            "cost_total": dg.MetadataValue.text(
+                format_cost(exact_sum(cbf_totals[hour] for hour in written))
+            ),
             "resources": len(set(rows["resource/id"].to_pylist())),
             "resource_dimensions": ", ".join(dimensions),
+            "hours_held": len(held),
+            **({"held_hours": dg.MetadataValue.md(problems_table(held))} if held else {}),
             "preview": dg.MetadataValue.md(markdown_preview(rows)),
-        }
+        },
+        check_results=checks.results(context.assets_def.key),
     )
+
+
+def held_hours(holds: Mapping[datetime, Mapping[str, list[str]]]) -> dict[datetime, list[str]]:
+    """The hours some asset holds back, each with ``"<asset> <rule>: <reason>"`` lines."""
+    return {
+        hour: [
+            f"{asset} {reason}" for asset, reasons in sorted(by_asset.items()) for reason in reasons
+        ]
+        for hour, by_asset in sorted(holds.items())
+    }
 
 
 def cbf_files_of(storage: Storage, hours: Sequence[datetime]) -> dict[datetime, CbfFile]:
@@ -123,34 +171,6 @@ def problems_table(problems: Mapping[datetime, list[str]]) -> str:
         for reason in reasons
     ]
     return "\n".join(lines)
-
-
-@dg.asset_check(
-    asset=cloudzero_cbf,
-    blocking=True,
-    partitions_def=hourly_partitions,
-    description="Every hour's CBF rows can be sent as they are: required columns, string "
-    "values, fixed-point costs, hour alignment, tag keys, one tag set per resource/id.",
-)
-def cloudzero_cbf_is_valid(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> dg.AssetCheckResult:
-    hours = partition_hours(context)
-    files = cbf_files_of(lake.storage, hours)
-    problems = validate_cbf_hours({hour: f.rows for hour, f in files.items()})
-    first = ", ".join(f"{h:%Y-%m-%dT%H}:00Z: {r[0]}" for h, r in sorted(problems.items())[:3])
-    return dg.AssetCheckResult(
-        passed=not problems,
-        description=f"{len(problems)} of {len(hours)} hours cannot be sent: {first}"
-        if problems
-        else f"all {len(hours)} hours can be sent",
-        metadata={
-            "hours_checked": len(hours),
-            "hours_failing": len(problems),
-            "rows_checked": sum(len(f.rows) for f in files.values()),
-            "problems": dg.MetadataValue.md(problems_table(problems)),
-        },
-    )
 
 
 def month_hours(hours: Sequence[datetime]) -> list[datetime]:
@@ -222,8 +242,12 @@ def cloudzero_submission(
     cloudzero: CloudZeroResource,
 ) -> dg.MaterializeResult:
     hours = partition_hours(context)
-    files = cbf_files_of(lake.storage, hours)
+    held = held_hours(lake.holds(hours))
+    files = cbf_files_of(lake.storage, [hour for hour in hours if hour not in held])
     invalid = validate_cbf_hours({hour: f.rows for hour, f in files.items()})
+    invalid |= {
+        hour: [f"held back by {reason}" for reason in reasons] for hour, reasons in held.items()
+    }
     report = cloudzero.submit(
         files, context.run.run_id, invalid=invalid, force=config.force, log=context.log.info
     )

@@ -12,13 +12,12 @@ import pyarrow.compute as pc
 from assets.attribution import attribution_sql
 from assets.checks import (
     check_results,
-    cost_non_negative_outcome,
+    hour_rule_specs,
     hourly_check_spec,
-    schema_outcome,
     share_setting,
-    unique_keys_outcome,
     unless_columns_missing,
 )
+from assets.hour_rules import HourChecks, cost_faults, key_faults, schema_faults
 from assets.metadata import RangeSummary, chunk_done
 from assets.partitions import hourly_asset, partition_hours
 from assets.quality_checks import (
@@ -163,11 +162,22 @@ _RAW_SOURCES = ("litellm_spend_logs", "litellm_webhook_events")
 _PREVIEW_COLUMNS = ["usage_hour", "department", "team", "agent", "model", "cost"]
 
 
+# The rules spend_events checks as it writes each chunk (nothing is read back); an hour that
+# breaks one is held back from CloudZero, the others go on (assets/hour_rules.py).
+SPEND_EVENTS_RULES = {
+    "schema_matches": "columns and types are exactly SPEND_EVENTS_SCHEMA's (assets/schemas.py)",
+    "one_row_per_request": "every row has a request_key (call id, else request id) and no two "
+    "rows share one",
+    "cost_non_negative": "every request has a cost and none is negative",
+}
+
+
 @hourly_asset(
     deps=list(_RAW_SOURCES),
     group_name="model",
     kinds={"duckdb", "parquet"},
     description="One attributed row per LiteLLM request, deduplicated within and across sources.",
+    check_specs=hour_rule_specs("spend_events", SPEND_EVENTS_RULES),
 )
 def spend_events(
     context: dg.AssetExecutionContext, lake: LakeResource, attribution: AttributionMappingResource
@@ -175,6 +185,7 @@ def spend_events(
     hours = partition_hours(context)
     mapping = attribution.mapping()
     summary, deliveries, sources = RangeSummary(), 0, Counter()
+    checks = HourChecks(SPEND_EVENTS_RULES)
     chunks = lake.chunks(_RAW_SOURCES, hours)
     # A request's rows all fall in its start hour, so chunks of whole hours dedupe exactly
     # as one pass over the range would.
@@ -183,65 +194,28 @@ def spend_events(
             spend_logs, webhook = (lake.scan(source, chunk) for source in _RAW_SOURCES)
             events = build_spend_events(spend_logs, webhook, mapping, con)
             files = lake.write_hours("spend_events", events, chunk)
+            checks.add(chunk, spend_events_faults(events, chunk))
             summary.add(events, files, events.select(_PREVIEW_COLUMNS))
             deliveries += int(pc.sum(events["deliveries"]).as_py() or 0)
             if events.num_rows:
                 counts = pc.value_counts(events["attribution_source"]).to_pylist()
                 sources.update({c["values"]: c["counts"] for c in counts})
             chunk_done(context, number, len(chunks), chunk, events.num_rows)
+    lake.set_holds("spend_events", hours, checks.held())
     return summary.result(
         hours,
+        check_results=checks.results(context.assets_def.key),
         duplicate_deliveries=deliveries - summary.rows,
         attribution_sources=dict(sources),
     )
 
 
-@dg.multi_asset_check(
-    name="spend_events_integrity",
-    specs=[
-        hourly_check_spec(
-            spend_events,
-            "schema_matches",
-            "Columns and types are exactly SPEND_EVENTS_SCHEMA's (assets/schemas.py).",
-            blocking=True,
-        ),
-        hourly_check_spec(
-            spend_events,
-            "one_row_per_request",
-            "Every row has a request_key (call id, else request id) and no two rows share one.",
-            blocking=True,
-        ),
-        hourly_check_spec(
-            spend_events,
-            "cost_non_negative",
-            "Every request has a cost and none is negative.",
-            blocking=True,
-        ),
-    ],
-    can_subset=True,
-    description="Blocking: an hour with a wrong schema, a request counted twice or a negative "
-    "cost stops the run before the aggregates and CBF files.",
-)
-def spend_events_integrity(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource
-) -> Iterator[dg.AssetCheckResult]:
-    hours = partition_hours(context)
-    events = lake.scan("spend_events", hours)
-    chunks = [lake.scan("spend_events", chunk) for chunk in lake.chunks(["spend_events"], hours)]
-
-    rule = partial(unless_columns_missing, events, SPEND_EVENTS_SCHEMA)
-
-    yield from check_results(
-        context,
-        spend_events.key,
-        {
-            "schema_matches": lambda: schema_outcome(events, SPEND_EVENTS_SCHEMA),
-            "one_row_per_request": rule(lambda: unique_keys_outcome(chunks)),
-            "cost_non_negative": rule(
-                lambda: cost_non_negative_outcome(events, ["request_key", "model"])
-            ),
-        },
-    )
+def spend_events_faults(events: pa.Table, hours: list) -> dict[str, dict]:
+    """Each rule's faulty hours among a chunk's ``events``."""
+    schema = schema_faults(events, SPEND_EVENTS_SCHEMA, hours)
+    if schema:  # the other rules read columns that may not be there
+        return {"schema_matches": schema}
+    return {"one_row_per_request": key_faults(events), "cost_non_negative": cost_faults(events)}
 
 
 @dg.multi_asset_check(

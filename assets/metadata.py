@@ -76,7 +76,12 @@ class RangeSummary:
         if self.preview is None or (self.preview.num_rows == 0 and shown.num_rows):
             self.preview = shown.slice(0, PREVIEW_ROWS)
 
-    def result(self, hours: Sequence[datetime], **extra: Any) -> dg.MaterializeResult:
+    def result(
+        self,
+        hours: Sequence[datetime],
+        check_results: Sequence[dg.AssetCheckResult] = (),
+        **extra: Any,
+    ) -> dg.MaterializeResult:
         """The standard result of a lake asset. Numbers cover the whole materialised range."""
         preview = self.preview if self.preview is not None else pa.table({})
         metadata = {
@@ -87,7 +92,7 @@ class RangeSummary:
         }
         if self.cost is not None:
             metadata["cost_total"] = dg.MetadataValue.text(format_cost(self.cost))
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, check_results=list(check_results))
 
 
 def chunk_done(

@@ -8,7 +8,8 @@ really is emptied and readers can tell "no spend" from "never materialised".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -24,6 +25,8 @@ from resources.storage import Storage, storage_at
 HOUR = timedelta(hours=1)
 PART_FILE = "part-0.parquet"
 LAKE_FOLDER = "lake"
+# Hours an asset holds back from CloudZero, one small JSON object per hour and asset.
+HOLDS_FOLDER = "lake/_holds"
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
@@ -215,3 +218,36 @@ class LakeResource(dg.ConfigurableResource):
         per_asset = [self.row_counts(asset, hours) for asset in assets]
         sizes = [sum(counts) for counts in zip(*per_asset, strict=True)]
         return chunk_hours(hours, sizes, self.chunk_rows)
+
+    def set_holds(
+        self, asset: str, hours: Sequence[datetime], held: Mapping[datetime, Sequence[str]]
+    ) -> None:
+        """Record which of ``hours`` ``asset`` holds back and why; the others it releases."""
+        existing = self._holds_present(hours)
+        for hour in hours:
+            key = f"{hive_prefix(HOLDS_FOLDER, hour)}/{asset}.json"
+            if hour in held:
+                document = {
+                    "asset": asset,
+                    "hour": f"{hour:%Y-%m-%dT%H}:00Z",
+                    "reasons": held[hour],
+                }
+                self.storage.write(key, json.dumps(document, indent=2).encode())
+            elif key in existing:
+                self.storage.delete(key)
+
+    def holds(self, hours: Sequence[datetime]) -> dict[datetime, dict[str, list[str]]]:
+        """The hours among ``hours`` that some asset holds back: asset → reasons."""
+        wanted = {hive_prefix(HOLDS_FOLDER, hour): hour for hour in hours}
+        keys = sorted(self._holds_present(hours))
+        holds: dict[datetime, dict[str, list[str]]] = {}
+        for key, data in zip(keys, self.storage.read_many(keys), strict=True):
+            hour = wanted.get(key.rsplit("/", 1)[0])
+            if hour is not None:
+                document = json.loads(data)
+                holds.setdefault(hour, {})[document["asset"]] = document["reasons"]
+        return holds
+
+    def _holds_present(self, hours: Sequence[datetime]) -> set[str]:
+        days = sorted({hive_prefix(HOLDS_FOLDER, h).rsplit("/hour=", 1)[0] for h in hours})
+        return {e.key for entries in self.storage.list_many(days) for e in entries}

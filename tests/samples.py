@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from assets.events import build_spend_events
+from resources.attribution import load_mapping
 from resources.raw_spend import RAW_SPEND_SCHEMA
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -41,6 +43,7 @@ PUBLIC_ASSETS = (
 LAKE_ASSETS = PUBLIC_ASSETS[:8]  # the ones stored as hourly Parquet
 
 HOUR0 = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
 
 
 def raw_row(key: str, cost: str = "0.001", hour: datetime = HOUR0, **fields) -> dict:
@@ -69,3 +72,28 @@ def raw_table(*rows: dict) -> pa.Table:
 
 
 EMPTY = RAW_SPEND_SCHEMA.empty_table()
+
+
+def events_of(*rows: dict, spend_logs: tuple[dict, ...] = ()) -> pa.Table:
+    """``spend_events`` as the asset builds it from webhook rows (and database rows), in
+    request-key order (the asset leaves row order to DuckDB)."""
+    logs = raw_table(*spend_logs) if spend_logs else EMPTY
+    return build_spend_events(logs, raw_table(*rows), load_mapping(None)).sort_by("request_key")
+
+
+def sample_events() -> pa.Table:
+    """Four requests over two hours, three departments' teams."""
+    return events_of(
+        raw_row("a", cost="0.1", header_department="fin", header_team="ap"),
+        raw_row("b", cost="0.2", header_department="fin", header_team="ar"),
+        raw_row("c", cost="0.000179999999999999", header_department="eng", header_team="sre"),
+        raw_row("d", cost="1", header_department="eng", header_team="sre", hour=HOUR0 + HOUR),
+    )
+
+
+def replace_value(table: pa.Table, column: str, row: int, value) -> pa.Table:
+    """``table`` with one cell changed (keeping the column's type)."""
+    values = table[column].to_pylist()
+    values[row] = value
+    index = table.schema.get_field_index(column)
+    return table.set_column(index, column, pa.array(values, table.schema.field(column).type))

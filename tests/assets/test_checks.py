@@ -8,16 +8,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from assets.aggregates import aggregate_spend
-from assets.billing import reconcile
 from assets.checks import (
     Outcome,
-    cost_non_negative_outcome,
     not_checked,
-    reconcile_outcome,
     schema_outcome,
     share_setting,
-    unique_keys_outcome,
     unless_columns_missing,
 )
 from assets.events import build_spend_events
@@ -31,34 +26,11 @@ from assets.quality_checks import (
 )
 from assets.schemas import AGGREGATES, SPEND_EVENTS_SCHEMA
 from resources.attribution import load_mapping
-from tests.samples import EMPTY, HOUR0, raw_row, raw_table
+from tests.samples import EMPTY, HOUR0, events_of, raw_row, raw_table, sample_events
 
 H1 = HOUR0 + timedelta(hours=1)
 HOURS = [HOUR0, H1]
 TEAM = AGGREGATES["spend_by_team"]
-
-
-def events_of(*rows: dict, spend_logs: tuple[dict, ...] = ()) -> pa.Table:
-    """``spend_events`` as the asset builds it from webhook rows (and database rows), in
-    request-key order (the asset leaves row order to DuckDB)."""
-    logs = raw_table(*spend_logs) if spend_logs else EMPTY
-    return build_spend_events(logs, raw_table(*rows), load_mapping(None)).sort_by("request_key")
-
-
-def sample_events() -> pa.Table:
-    return events_of(
-        raw_row("a", cost="0.1", header_department="fin", header_team="ap"),
-        raw_row("b", cost="0.2", header_department="fin", header_team="ar"),
-        raw_row("c", cost="0.000179999999999999", header_department="eng", header_team="sre"),
-        raw_row("d", cost="1", header_department="eng", header_team="sre", hour=H1),
-    )
-
-
-def replace(table: pa.Table, column: str, row: int, value) -> pa.Table:
-    values = table[column].to_pylist()
-    values[row] = value
-    index = table.schema.get_field_index(column)
-    return table.set_column(index, column, pa.array(values, table.schema.field(column).type))
 
 
 # --- schema ---------------------------------------------------------------------------------
@@ -104,148 +76,6 @@ def test_rules_needing_a_missing_column_are_reported_not_checked():
     )
     ran = unless_columns_missing(retyped, SPEND_EVENTS_SCHEMA, lambda: not_checked("ran"))
     assert ran().summary == "not checked: ran"
-
-
-# --- one row per request --------------------------------------------------------------------
-
-
-def test_deduplicated_events_have_one_row_per_request_key():
-    # The same request delivered twice by the webhook and once by the database: one row.
-    events = events_of(raw_row("a"), raw_row("a"), raw_row("b"), spend_logs=(raw_row("a"),))
-    outcome = unique_keys_outcome(events)
-    assert outcome.passed
-    assert outcome.metadata == {
-        "rows_checked": 2,
-        "missing_keys": 0,
-        "distinct_keys": 2,
-        "duplicate_rows": 0,
-    }
-
-
-def test_a_repeated_or_missing_request_key_fails():
-    events = sample_events()
-    doubled = pa.concat_tables([events, events.slice(3, 1), events.slice(3, 1)])
-    outcome = unique_keys_outcome(doubled)
-    assert not outcome.passed
-    assert outcome.metadata["duplicate_rows"] == 2
-    assert outcome.tables["duplicates"].to_pylist() == [
-        {"request_key": "d", "first_hour": H1, "last_hour": H1, "rows": 3}
-    ]
-    assert outcome.summary == "2 extra rows repeat a request_key (first: d)"
-
-    keyless = replace(events, "request_key", 0, None)
-    outcome = unique_keys_outcome(keyless)
-    assert not outcome.passed and outcome.summary == "1 rows have no request_key"
-
-
-# --- cost ≥ 0 -------------------------------------------------------------------------------
-
-
-def test_zero_and_positive_costs_pass():
-    events = events_of(raw_row("a", cost="0"), raw_row("b", cost="0.5"))
-    outcome = cost_non_negative_outcome(events, ["request_key"])
-    assert outcome.passed and outcome.metadata["min_cost"] == "0"
-
-
-def test_unique_keys_are_checked_chunk_by_chunk_with_the_offenders_merged():
-    events = sample_events()
-    first, second = events.slice(0, 2), events.slice(2)
-    assert unique_keys_outcome([first, second]).passed
-    doubled_second = pa.concat_tables([second, second.slice(1, 1)])
-    doubled_first = pa.concat_tables([first, first, first.slice(0, 1)])
-    outcome = unique_keys_outcome([doubled_first, doubled_second])
-    assert outcome.metadata["rows_checked"] == 8
-    assert outcome.metadata["duplicate_rows"] == 4
-    assert [(r["request_key"], r["rows"]) for r in outcome.tables["duplicates"].to_pylist()] == [
-        ("a", 3),
-        ("b", 2),
-        ("d", 2),
-    ]
-
-
-def test_negative_or_missing_costs_fail_and_are_listed():
-    events = replace(sample_events(), "cost", 1, Decimal("-0.25"))
-    events = replace(events, "cost", 2, None)
-    outcome = cost_non_negative_outcome(events, ["request_key", "model"])
-    assert not outcome.passed
-    assert outcome.summary == "1 negative costs (lowest -0.25); 1 rows without a cost"
-    assert [r["request_key"] for r in outcome.tables["offenders"].to_pylist()] == ["c", "b"]
-    assert outcome.metadata["negative_costs"] == outcome.metadata["missing_costs"] == 1
-
-
-def test_aggregate_costs_are_checked_with_their_dimensions():
-    teams = aggregate_spend(sample_events(), TEAM)
-    assert cost_non_negative_outcome(teams, TEAM.dimensions).passed
-    outcome = cost_non_negative_outcome(replace(teams, "cost", 0, Decimal("-1")), TEAM.dimensions)
-    [offender] = outcome.tables["offenders"].to_pylist()
-    assert (offender["department"], offender["team"]) == ("eng", "sre")
-
-
-# --- aggregates reconcile with spend_events -------------------------------------------------
-
-
-@pytest.mark.parametrize("name", [n for n, spec in AGGREGATES.items() if not spec.failed_only])
-def test_each_aggregate_reconciles_hour_by_hour(name):
-    events = sample_events()
-    table = aggregate_spend(events, AGGREGATES[name])
-    assert table.schema == AGGREGATES[name].schema
-    outcome = reconcile_outcome(table, events, HOURS)
-    assert outcome.passed, outcome.summary
-    assert outcome.metadata["hours_checked"] == 2
-    assert outcome.metadata["max_abs_difference"] == "0"
-    assert Decimal(outcome.metadata["aggregate_cost"]) == Decimal("1.300179999999999999")
-
-
-def test_request_errors_reconcile_with_the_failed_requests_only():
-    events = replace(sample_events(), "failed", 0, True)
-    errors = aggregate_spend(events, AGGREGATES["request_errors"])
-    assert errors.num_rows == 1
-    assert reconcile_outcome(errors, events, HOURS, failed_only=True).passed
-    assert not reconcile_outcome(errors, events, HOURS).passed  # against every request: short
-
-
-def test_reconciliation_is_exact_unless_given_a_tolerance():
-    events = sample_events()
-    teams = aggregate_spend(events, TEAM)
-    first = teams["cost"][0].as_py()
-    nudged = replace(teams, "cost", 0, first + Decimal("1e-18"))
-    assert not reconcile_outcome(nudged, events, HOURS).passed
-    assert reconcile_outcome(nudged, events, HOURS, tolerance=Decimal("1e-9")).passed
-    off = replace(teams, "cost", 0, first + Decimal("2e-9"))
-    outcome = reconcile_outcome(off, events, HOURS, tolerance=Decimal("1e-9"))
-    assert not outcome.passed
-    [hour] = outcome.tables["failing_hours"].to_pylist()
-    assert hour["hour"] == f"{HOUR0:%Y-%m-%dT%H}:00Z"
-    assert hour["difference"] == "0.000000002"
-    assert outcome.metadata["hours_failing"] == 1
-
-
-def test_a_lost_group_or_a_cost_moved_to_another_hour_fails_in_the_hours_it_touches():
-    events = sample_events()
-    teams = aggregate_spend(events, TEAM)
-    lost = teams.slice(1)  # HOUR0's first group is gone: cost and requests short
-    outcome = reconcile_outcome(lost, events, HOURS)
-    assert not outcome.passed
-    [hour] = outcome.tables["failing_hours"].to_pylist()
-    assert (hour["spend_events_requests"], hour["aggregate_requests"]) == (3, 2)
-
-    # The range total still matches, yet both hours are wrong.
-    moved = replace(teams, "usage_hour", 0, H1)
-    outcome = reconcile_outcome(moved, events, HOURS)
-    assert outcome.metadata["aggregate_cost"] == outcome.metadata["spend_events_cost"]
-    assert outcome.metadata["hours_failing"] == 2
-
-
-def test_hours_without_spend_reconcile_at_zero():
-    empty = SPEND_EVENTS_SCHEMA.empty_table()
-    outcome = reconcile_outcome(aggregate_spend(empty, TEAM), empty, HOURS)
-    assert outcome.passed and outcome.metadata["hours_checked"] == 2
-
-
-def test_the_cbf_asset_names_the_hour_that_does_not_reconcile():
-    reconcile({"spend_events": Decimal("1.50"), "cloudzero_cbf": Decimal("1.5")}, HOUR0)
-    with pytest.raises(dg.Failure, match=r"2026-03-01T10:00Z: cost does not reconcile .*=1\.4"):
-        reconcile({"spend_events": Decimal("1.5"), "spend_by_team": Decimal("1.4")}, HOUR0)
 
 
 # --- share of unattributed spend ------------------------------------------------------------

@@ -31,7 +31,9 @@ from dagster._core.test_utils import freeze_time
 
 import assets.aggregates
 import assets.events
-from assets.billing import cloudzero_cbf
+from assets.aggregates import aggregate_rules
+from assets.billing import CBF_RULES, cloudzero_cbf
+from assets.events import SPEND_EVENTS_RULES
 from assets.partitions import partition_key
 from assets.quality_checks import (
     UNATTRIBUTED_SHARE_ENV,
@@ -71,17 +73,21 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     }
 
 
-def check_keys() -> set[tuple[str, str]]:
-    return {(key.asset_key.to_user_string(), key.name) for c in CHECKS for key in c.check_keys}
+def check_keys(pipeline) -> set[tuple[str, str]]:
+    """Every check of the code location: the warnings' own steps and the rules the assets
+    apply as they write."""
+    graph = pipeline.defs.resolve_asset_graph()
+    return {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
 
 
-def blocking_keys() -> set[tuple[str, str]]:
-    return {
-        (spec.asset_key.to_user_string(), spec.name)
-        for c in CHECKS
-        for spec in c.check_specs
-        if spec.blocking
+def holding_keys() -> set[tuple[str, str]]:
+    """The rules that hold back a bad hour (checked inside their assets)."""
+    rules = {
+        "spend_events": SPEND_EVENTS_RULES,
+        "cloudzero_cbf": CBF_RULES,
+        **{name: aggregate_rules(spec) for name, spec in AGGREGATES.items()},
     }
+    return {(asset, rule) for asset, names in rules.items() for rule in names}
 
 
 @pytest.fixture
@@ -93,24 +99,18 @@ def pipeline(tmp_path):
 # --- a clean run ----------------------------------------------------------------------------
 
 
-def test_a_clean_run_passes_every_blocking_check_and_the_warnings_describe_the_traffic(pipeline):
+def test_a_clean_run_passes_every_rule_and_the_warnings_describe_the_traffic(pipeline):
     result = pipeline.run()
     assert result.success
     found = evaluations(result)
-    assert set(found) == check_keys()
-    assert len(blocking_keys()) == 19  # 3 on spend_events, 3 on each of 5 aggregates, 1 on CBF
-    for key in blocking_keys():
+    assert set(found) == check_keys(pipeline)
+    assert len(holding_keys()) == 20  # 3 on spend_events, 3 on each of 5 aggregates, 2 on CBF
+    for key in holding_keys():
         assert found[key].passed, (key, found[key].description)
         assert found[key].severity == dg.AssetCheckSeverity.ERROR
-
-    failed_cost = sum((r.cost for r in pipeline.traffic.requests if r.failed), Decimal(0))
-    for name, spec in AGGREGATES.items():
-        meta = found[(name, "reconciles_with_spend_events")].metadata
-        assert meta["hours_checked"].value == len(HOURS)
-        expected = failed_cost if spec.failed_only else pipeline.traffic.total_cost
-        assert abs(Decimal(meta["aggregate_cost"].value) - expected) <= TOLERANCE
-    unique = found[("spend_events", "one_row_per_request")].metadata
-    assert unique["rows_checked"].value == len(pipeline.traffic.requests)
+        assert found[key].metadata["hours_checked"].value == len(HOURS)
+        assert found[key].metadata["hours_held"].value == 0
+    assert LakeResource(data_dir=str(pipeline.data_dir)).holds(HOURS) == {}
 
     # The warnings, against the traffic's answer key.
     unattributed = found[("spend_events", "unattributed_share")]
@@ -217,6 +217,7 @@ class Regression:
     function: str
     corrupt: Callable[[pa.Table], pa.Table]
     check: tuple[str, str]
+    whole_chunk: bool = False  # a schema error holds every hour of the chunk, not one
 
     def plant(self, monkeypatch) -> None:
         real = getattr(self.module, self.function)
@@ -238,6 +239,7 @@ REGRESSIONS = {
         "build_spend_events",
         cost_as_float,
         ("spend_events", "schema_matches"),
+        whole_chunk=True,
     ),
     "team group lost": Regression(
         assets.aggregates,
@@ -249,63 +251,62 @@ REGRESSIONS = {
 
 
 @pytest.mark.parametrize("name", REGRESSIONS)
-def test_a_failing_blocking_check_stops_that_hours_cbf_from_being_submitted(pipeline, name):
+def test_a_broken_rule_holds_back_its_hour_and_the_others_go_on(pipeline, name):
     regression = REGRESSIONS[name]
     assert pipeline.run().success
     [first] = pipeline.tick()
     assert pipeline.submit(first).success
     submitted = pipeline.files()
     assert ledger_differences(pipeline.fake.ledger, submitted) == []
-    sent_before, cbf_before = len(pipeline.fake.requests), pipeline.cbf_materializations()
 
-    # Late traffic changes the restated hour; the schedule's look-back run picks it up...
+    # Late traffic changes the first hour and the restated one; the look-back run picks it
+    # up with a regression in a transform that breaks a rule in the restated hour.
+    other = HOURS[0]
     late = generate_traffic(RESTATED, 1, events_per_hour=12, seed=77)
     land_traffic(late, pipeline.data_dir, "late")
+    land_traffic(generate_traffic(other, 1, events_per_hour=8, seed=78), pipeline.data_dir, "o")
     with pytest.MonkeyPatch.context() as patch:
-        regression.plant(patch)  # ...with a regression in a transform
+        regression.plant(patch)
         result = pipeline.run()
 
-    assert not result.success
-    failed = {k for k, e in evaluations(result).items() if not e.passed}
-    assert failed == {regression.check}
-    check = evaluations(result)[regression.check]
-    assert check.severity == dg.AssetCheckSeverity.ERROR and check.description
-    [step_failure] = result.get_step_failure_events()
-    failed_step = f"{regression.check[0]}_integrity"
-    assert step_failure.step_key == failed_step
-    failure = step_failure.step_failure_data.error.message
-    assert "blocking asset check failed with ERROR severity" in failure
-    assert regression.check[1] in failure
-    assert CBF.to_user_string() not in materialized(result)
-    assert "cloudzero_cbf" not in {e.step_key for e in result.all_events if e.is_step_start}
-    not_run = [
-        entry.user_message
-        for entry in pipeline.instance.all_logs(result.run_id)
-        if entry.user_message.startswith("Dependencies for step cloudzero_cbf ")
-    ]
-    assert len(not_run) == 1 and not_run[0].endswith("Not executing.")
+    assert result.success  # no check stops the run: a bad hour holds back itself only
+    failed = {k: e for k, e in evaluations(result).items() if not e.passed}
+    assert regression.check in failed  # and the checks downstream of it that see the same hours
+    held = set(HOURS) if regression.whole_chunk else {RESTATED}
+    for check in failed.values():
+        assert check.severity == dg.AssetCheckSeverity.ERROR
+        assert check.metadata["hours_held"].value == len(held)
+        assert f"held back from CloudZero, first {min(held):%Y-%m-%dT%H}:00Z" in check.description
+    cbf = [e for e in result.get_asset_materialization_events() if e.asset_key == CBF]
+    assert cbf[0].materialization.metadata["hours_held"].value == len(held)
 
-    # Nothing new for CloudZero: no materialization, the files as they were, no request.
-    assert pipeline.cbf_materializations() == cbf_before
-    assert {h: f.sha256 for h, f in pipeline.files().items()} == {
-        h: f.sha256 for h, f in submitted.items()
-    }
-    assert pipeline.tick() == []
-    assert len(pipeline.fake.requests) == sent_before
+    # Held hours keep the file CloudZero has; the others were rewritten and go out.
+    files = pipeline.files()
+    for hour in held:
+        assert files[hour].sha256 == submitted[hour].sha256
+    requests = pipeline.tick()
+    if regression.whole_chunk:
+        assert requests == []
+    else:
+        [request] = requests
+        assert request.tags["dagster/asset_partition_range_start"] == partition_key(other)
+        assert request.tags["dagster/asset_partition_range_end"] == partition_key(other)
+        assert pipeline.submit(request).success
+        assert files[other].sha256 != submitted[other].sha256
+    assert ledger_differences(pipeline.fake.ledger, files) == []
 
-    # With the regression gone, the next run restates the hour and it is sent, alone.
+    # With the regression gone, the next run releases the held hours and they are sent.
     assert pipeline.run().success
-    [restated] = pipeline.tick()
-    assert restated.tags["dagster/asset_partition_range_start"] == partition_key(RESTATED)
-    assert restated.tags["dagster/asset_partition_range_end"] == partition_key(RESTATED)
-    assert pipeline.submit(restated).success
+    for request in pipeline.tick():
+        assert pipeline.submit(request).success
     assert ledger_differences(pipeline.fake.ledger, pipeline.files()) == []
     expected = pipeline.traffic.cost_by()[(RESTATED,)] + late.total_cost
     assert abs(pipeline.fake.hour_totals()[format_hour(RESTATED)] - expected) <= TOLERANCE
 
 
-def test_the_cbf_asset_reconciles_each_hour_before_writing_any_file(pipeline):
-    """A cost moved between two hours keeps the range total; the CBF asset still refuses."""
+def test_the_cbf_asset_holds_back_each_hour_that_does_not_reconcile(pipeline):
+    """A cost moved between two hours keeps the range total; the CBF asset still holds both
+    hours back, and rewrites the one that reconciles."""
     assert pipeline.run().success
     before = {h: f.sha256 for h, f in pipeline.files().items()}
     lake = LakeResource(data_dir=str(pipeline.data_dir))
@@ -329,10 +330,16 @@ def test_the_cbf_asset_reconciles_each_hour_before_writing_any_file(pipeline):
         tags=partition_range_tags(partition_key(HOURS[0]), partition_key(HOURS[-1])),
         raise_on_error=False,
     )
-    assert not result.success
-    message = result.get_step_failure_events()[0].step_failure_data.error.message
-    assert f"{HOURS[0]:%Y-%m-%dT%H}:00Z: cost does not reconcile" in message
+    assert result.success
+    [check] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "reconciles_across_stages"
+    ]
+    assert not check.passed and check.metadata["hours_held"].value == 2
+    assert f"first {HOURS[0]:%Y-%m-%dT%H}:00Z: cost differs across stages: " in check.description
     assert {h: f.sha256 for h, f in pipeline.files().items()} == before
+    assert set(lake.holds(HOURS)) == set(HOURS[:2])  # the third hour reconciles: not held
 
 
 # --- webhook and database both on -----------------------------------------------------------
@@ -361,7 +368,7 @@ def test_divergence_between_webhook_and_database_warns_for_the_hour_it_happens(t
 
     assert result.success  # a warning never stops the hour
     found = evaluations(result)
-    assert all(found[key].passed for key in blocking_keys())
+    assert all(found[key].passed for key in holding_keys())
     divergence = found[("spend_events", "webhook_database_divergence")]
     assert not divergence.passed and divergence.severity == dg.AssetCheckSeverity.WARN
     meta = {k: v.value for k, v in divergence.metadata.items()}
