@@ -24,12 +24,14 @@ from assets.billing import (
     cloudzero_submission,
 )
 from assets.events import spend_events, spend_events_integrity, spend_events_quality
+from assets.freshness import sources_answering
 from assets.ingest import litellm_spend_logs, litellm_webhook_events
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
 from pipelines.schedules import hourly_spend_schedule
 from pipelines.sensors import (
     cloudzero_cbf_sensor,
     late_landing_sensor,
+    source_freshness_sensor,
     spend_logs_reconciliation_sensor,
 )
 from resources.attribution import AttributionMappingResource
@@ -72,13 +74,21 @@ ASSETS = [
     cloudzero_submission,
 ]
 JOBS = [hourly_spend_job, cloudzero_submit_job]
-# Blocking checks stop a bad hour before its CBF file; spend_events_quality only warns.
+# Blocking checks stop a bad hour before its CBF file; spend_events_quality only warns;
+# sources_answering is evaluated by source_freshness_sensor, outside the runs.
 CHECKS = [
     spend_events_integrity,
     spend_events_quality,
     *AGGREGATE_CHECKS,
     cloudzero_cbf_is_valid,
     cloudzero_month_within_limits,
+    sources_answering,
+]
+SENSORS = [
+    cloudzero_cbf_sensor,
+    late_landing_sensor,
+    spend_logs_reconciliation_sensor,
+    source_freshness_sensor,
 ]
 
 
@@ -118,6 +128,6 @@ defs = dg.Definitions(
     asset_checks=CHECKS,
     jobs=JOBS,
     schedules=[hourly_spend_schedule],
-    sensors=[cloudzero_cbf_sensor, late_landing_sensor, spend_logs_reconciliation_sensor],
+    sensors=SENSORS,
     resources=resources_from_env(),
 )
