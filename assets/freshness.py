@@ -8,9 +8,9 @@ the pipeline cannot hear from. Each source's last word is kept where it is produ
   receiver while it runs and can write (``resources.landing``). Once any receiver has written
   one, the webhook is watched: the newest heartbeat is when it was last heard from.
 - LiteLLM's spend logs (database or REST API): every ``litellm_spend_logs`` run records an
-  observation of that asset, ``answered`` true or false with the error; a source counts as
-  silent from its last answer once a later read failed. With neither source configured
-  there is nothing to watch.
+  observation of that asset, ``answered`` true or false with the error; a source is silent
+  from its first failed read after its last answer. With neither source configured there is
+  nothing to watch.
 
 A configured source is silent when it has not been heard from for longer than
 ``SPEND_SOURCE_SILENCE_MINUTES`` (default 30); only that fails the check. The logic is the
@@ -18,6 +18,7 @@ plain functions below; ``source_freshness_sensor`` (pipelines) evaluates the che
 minutes and records the result, so it stays current when no run happens.
 """
 
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +51,14 @@ def silence_threshold() -> timedelta:
 # --- the pure part -----------------------------------------------------------------------
 
 
+def _at(moment: datetime | None) -> str:
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}" if moment else "never"
+
+
+def _minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)
+
+
 @dataclass(frozen=True)
 class SourceStatus:
     """What the pipeline last heard from one configured source."""
@@ -58,7 +67,7 @@ class SourceStatus:
     heard_at: datetime | None  # its last answer (None: none on record)
     unheard_since: datetime | None  # its silence counts from here; None: its last word answered
     error: str = ""  # why its latest read failed
-    note: str = ""
+    note: str = ""  # which receiver beat last, or when a failing source last answered
 
     def silence(self, now: datetime) -> timedelta:
         return now - self.unheard_since if self.unheard_since else timedelta(0)
@@ -87,8 +96,9 @@ class SpendLogRead:
 
 def spend_log_status(source: str, reads: Sequence[SpendLogRead]) -> SourceStatus | None:
     """The configured spend-log source (``database``, ``api`` or ``none``) from the runs'
-    reads, newest first; ``None`` when no source is configured. The source is silent from its
-    last answer (or its first failure on record) once a later read failed."""
+    reads, newest first; ``None`` when no source is configured. Runs read it once an hour, so
+    its silence counts from the first failed read after its last answer, not from the answer:
+    one failed read an hour after the last one is not yet a silent source."""
     if source not in SPEND_LOG_SOURCES:
         return None
     name = SPEND_LOG_SOURCES[source]
@@ -97,10 +107,15 @@ def spend_log_status(source: str, reads: Sequence[SpendLogRead]) -> SourceStatus
         return SourceStatus(name, None, None, note="not read yet")
     if mine[0].answered:
         return SourceStatus(name, mine[0].at, None)
-    answered = next((read for read in mine if read.answered), None)
-    if answered is None:
-        return SourceStatus(name, None, mine[-1].at, mine[0].error, "no answer on record")
-    return SourceStatus(name, answered.at, answered.at, mine[0].error)
+    failed = list(itertools.takewhile(lambda read: not read.answered, mine))
+    answered = mine[len(failed)] if len(failed) < len(mine) else None
+    return SourceStatus(
+        name,
+        answered.at if answered else None,
+        failed[-1].at,
+        failed[0].error,
+        f"last answered {_at(answered.at)}" if answered else "no answer on record",
+    )
 
 
 @dataclass(frozen=True)
@@ -130,14 +145,6 @@ class Verdict:
             description=self.description,
             metadata=self.metadata,
         )
-
-
-def _at(moment: datetime | None) -> str:
-    return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}" if moment else "never"
-
-
-def _minutes(span: timedelta) -> int:
-    return int(span.total_seconds() // 60)
 
 
 def _sources_table(statuses: Sequence[SourceStatus], now: datetime, threshold: timedelta) -> str:
@@ -178,7 +185,7 @@ def judge(
     if silent:
         described = [
             f"{s.name} since {_at(s.unheard_since)} ({_minutes(s.silence(now))} min, threshold "
-            f"{limit})" + (f": {s.error or s.note}" if s.error or s.note else "")
+            f"{limit}" + (f"; {s.note}): {s.error}" if s.error else f"): {s.note}")
             for s in silent
         ]
         return Verdict(False, "silent: " + "; ".join(described), metadata)
@@ -193,7 +200,7 @@ def judge(
     if failing:
         head = "; ".join(
             f"{s.name} failing since {_at(s.unheard_since)} ({_minutes(s.silence(now))} of "
-            f"{limit} min, not yet silent): {s.error}"
+            f"{limit} min, not yet silent; {s.note}): {s.error}"
             for s in failing
         )
     elif latest is not None and latest.rows == 0:
@@ -263,9 +270,9 @@ def sources_verdict(
     name=CHECK_NAME,
     blocking=False,
     description="Fails when a configured source has been silent for longer than "
-    "SPEND_SOURCE_SILENCE_MINUTES (default 30): no receiver heartbeat since, or LiteLLM's "
-    "database or API failed its latest read and last answered before that. Passes as quiet when "
-    "the sources answer and there is nothing to send. Evaluated by source_freshness_sensor.",
+    "SPEND_SOURCE_SILENCE_MINUTES (default 30): no receiver heartbeat for that long, or LiteLLM's "
+    "database or API failing its reads for that long. Passes as quiet when the sources answer "
+    "and there is nothing to send. Evaluated by source_freshness_sensor.",
 )
 def sources_answering(
     context: dg.AssetCheckExecutionContext,

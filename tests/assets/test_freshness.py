@@ -86,27 +86,32 @@ def test_no_heartbeat_ever_and_no_spend_log_source_watch_nothing():
     assert verdict.passed and verdict.description.startswith("no source to watch")
 
 
-def test_a_database_that_stopped_answering_is_silent_since_its_last_answer():
+def test_a_database_that_keeps_failing_is_silent_since_its_first_failed_read():
     reads = [read(10, False), read(70, False), read(110, True), read(170, True)]
     status = spend_log_status("database", reads)
-    assert (status.heard_at, status.unheard_since) == (ago(110), ago(110))
+    assert (status.heard_at, status.unheard_since) == (ago(110), ago(70))
     verdict = judge([status], NOW, THRESHOLD, QUIET_RUN)
     assert not verdict.passed
     assert verdict.description == (
-        "silent: LiteLLM database since 2026-03-01T10:10Z (110 min, threshold 30): "
-        "could not connect to 127.0.0.1:1: Connection refused"
+        "silent: LiteLLM database since 2026-03-01T10:50Z (70 min, threshold 30; last answered "
+        "2026-03-01T10:10Z): could not connect to 127.0.0.1:1: Connection refused"
     )
 
 
-def test_one_failed_read_soon_after_an_answer_is_failing_but_not_yet_silent():
-    status = spend_log_status("database", [read(5, False), read(20, True)])
+def test_one_failed_hourly_read_is_failing_but_not_yet_silent():
+    """The spend logs are read at minute 10 of each hour: the first failed read comes an hour
+    after the last answer, and the source has half an hour to answer again (a re-executed run,
+    a late-data run) before the check fails."""
+    status = spend_log_status("database", [read(5, False), read(65, True)])
     verdict = judge([status], NOW, THRESHOLD, QUIET_RUN)
     assert verdict.passed
     assert verdict.description.startswith(
-        "LiteLLM database failing since 2026-03-01T11:40Z (20 of 30 min, not yet silent): could "
+        "LiteLLM database failing since 2026-03-01T11:55Z (5 of 30 min, not yet silent; last "
+        "answered 2026-03-01T10:55Z): could "
     )
     assert QUIET not in verdict.description
     assert "| failing |" in str(verdict.metadata["sources"].value)
+    assert not judge([status], NOW + timedelta(minutes=26), THRESHOLD).passed
 
 
 def test_a_source_that_never_answered_is_silent_from_its_first_failure_on_record():
@@ -114,7 +119,9 @@ def test_a_source_that_never_answered_is_silent_from_its_first_failure_on_record
     assert (status.heard_at, status.unheard_since) == (None, ago(65))
     verdict = judge([status], NOW, THRESHOLD)
     assert not verdict.passed
-    assert verdict.description.startswith("silent: LiteLLM API since 2026-03-01T10:55Z (65 min")
+    assert verdict.description.startswith(
+        "silent: LiteLLM API since 2026-03-01T10:55Z (65 min, threshold 30; no answer on record): "
+    )
 
 
 def test_a_read_that_answered_last_answers_however_old():
@@ -135,14 +142,15 @@ def test_only_the_configured_sources_reads_count():
 def test_every_silent_source_is_named():
     statuses = [
         receiver_status([beat("rx", 40)]),
-        spend_log_status("database", [read(1, False), read(61, True)]),
+        spend_log_status("database", [read(1, False), read(61, False), read(121, True)]),
     ]
     verdict = judge(statuses, NOW, THRESHOLD)
     assert not verdict.passed
     assert verdict.metadata["silent_sources"] == "webhook receiver, LiteLLM database"
     assert verdict.description.startswith("silent: webhook receiver since ")
     assert (
-        "; LiteLLM database since 2026-03-01T10:59Z (61 min, threshold 30): " in verdict.description
+        "; LiteLLM database since 2026-03-01T10:59Z (61 min, threshold 30; last answered "
+        "2026-03-01T09:59Z): could not connect" in verdict.description
     )
 
 

@@ -171,18 +171,19 @@ def test_a_database_that_stops_answering_is_silent_since_its_last_answer(tmp_pat
         assert refused["answered"] is False
         assert refused["error"].startswith(f"reading LiteLLM_SpendLogs from {stopped} failed")
 
-        failing = evaluate(pipeline)  # one failed read, minutes after an answer
+        failing = evaluate(pipeline)  # one failed read: not yet silent
         assert failing.passed
         assert failing.description.startswith(
-            f"LiteLLM database failing since {at(answered['at'])} ("
+            f"LiteLLM database failing since {at(refused['at'])} (0 of 30 min, not yet silent; "
+            f"last answered {at(answered['at'])}): {refused['error']}"
         )
 
-        silent = evaluate(pipeline, PAST_THRESHOLD)
+        silent = evaluate(pipeline, PAST_THRESHOLD)  # still failing half an hour later
         assert not silent.passed
-        assert silent.description.startswith(
-            f"silent: LiteLLM database since {at(answered['at'])} ("
+        assert silent.description == (
+            f"silent: LiteLLM database since {at(refused['at'])} (31 min, threshold 30; "
+            f"last answered {at(answered['at'])}): {refused['error']}"
         )
-        assert silent.description.endswith(f": {refused['error']}")
 
 
 def test_a_failing_api_is_silent_past_the_threshold_and_passes_once_it_answers(tmp_path):
@@ -204,7 +205,10 @@ def test_a_failing_api_is_silent_past_the_threshold_and_passes_once_it_answers(t
 
         silent = evaluate(pipeline, PAST_THRESHOLD)
         assert not silent.passed
-        assert silent.description.startswith(f"silent: LiteLLM API since {at(refused['at'])} (")
+        assert silent.description.startswith(
+            f"silent: LiteLLM API since {at(refused['at'])} (31 min, threshold 30; "
+            "no answer on record): LiteLLM at "
+        )
         assert "Prisma Client is not initialized" in silent.description
         assert MASTER_KEY not in silent.description + str(silent.metadata)
 
