@@ -66,8 +66,19 @@ CBF_RULES = {
 }
 
 
+# The hourly schedule's :10 run writes every hour's CBF file, an empty one for an hour without
+# traffic, so this asset is stale only when the pipeline stopped or failed: warn when a run is
+# ~20 minutes late, fail when a whole hour was missed. The freshness daemon (on by default)
+# evaluates it. cloudzero_submission has no such policy: it is materialised only when a file
+# changed, so a quiet hour would make it look stale (see assets/freshness.py).
+CBF_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(minutes=90)
+)
+
+
 @hourly_asset(
     deps=["spend_events", *AGGREGATES],
+    freshness_policy=CBF_FRESHNESS,
     group_name="billing",
     kinds={"csv", "cloudzero"},
     description="One CloudZero Billing Format file per hour (data/cbf/date=/hour=/cbf.csv), "
@@ -218,20 +229,11 @@ class SubmissionConfig(dg.Config):
     )
 
 
-# Hourly submissions land a few minutes after each hour's :10 run; warn when one is ~20
-# minutes late, fail when a whole hour was missed. The freshness daemon (on by default)
-# evaluates it; quiet hours with nothing to send also count as "not updated".
-SUBMISSION_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=timedelta(hours=2), warn_window=timedelta(minutes=90)
-)
-
-
 @hourly_asset(
     deps=["cloudzero_cbf"],
     group_name="billing",
     kinds={"cloudzero"},
     pool="cloudzero",
-    freshness_policy=SUBMISSION_FRESHNESS,
     description="The hours' CBF files sent to CloudZero AnyCost Stream with replace_hourly "
     "(changed hours only; emptied hours cleared; receipts under data/cloudzero/receipts/).",
 )

@@ -2,6 +2,7 @@
 
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -131,6 +132,23 @@ def spend_log_defects(logs: pa.Table) -> dict:
     return query_arrow(None, _DEFECTS_SQL, _DEFECTS_SCHEMA, logs=logs).to_pylist()[0]
 
 
+SPEND_LOG_SOURCES = {"database": "LiteLLM database", "api": "LiteLLM API"}
+
+
+def spend_log_observation(source: str, error: str | None = None) -> dg.AssetObservation:
+    """A run's word on its spend-log source: it answered, or not and why (read back by the
+    check ``sources_answering``, which tells a silent source from a quiet hour)."""
+    name = SPEND_LOG_SOURCES[source]
+    metadata: dict[str, Any] = {"source": source, "answered": error is None}
+    if error is not None:
+        metadata["error"] = error
+    return dg.AssetObservation(
+        asset_key="litellm_spend_logs",
+        description=f"{name} answered" if error is None else f"{name} did not answer: {error}",
+        metadata=metadata,
+    )
+
+
 @hourly_asset(
     group_name="ingest",
     kinds={"postgres", "parquet"},
@@ -147,7 +165,11 @@ def litellm_spend_logs(
     start, span = window.start, 1
     while start < window.end:
         end = min(start + timedelta(hours=span), window.end)
-        logs = litellm.fetch_spend_logs(start, end)
+        try:
+            logs = litellm.fetch_spend_logs(start, end)
+        except dg.Failure as failure:
+            context.log_event(spend_log_observation(litellm.source, failure.description or ""))
+            raise
         found = spend_log_defects(logs.table)
         models.update(found.pop("zero_cost_models"))
         counts.update(found)
@@ -158,6 +180,8 @@ def litellm_spend_logs(
         start, span = end, next_fetch_hours(logs.table.num_rows, len(chunk), lake.chunk_rows)
     if logs.source == "none":
         context.log.warning(logs.note)
+    else:
+        context.log_event(spend_log_observation(logs.source))
     defects = {
         **{name: counts[name] for name in _DEFECTS_SCHEMA.names[:-1]},
         "zero_cost_models": sorted(models),

@@ -22,12 +22,14 @@ from assets.billing import (
     cloudzero_submission,
 )
 from assets.events import spend_events, spend_events_quality
+from assets.freshness import sources_answering
 from assets.ingest import litellm_spend_logs, litellm_webhook_events
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job
 from pipelines.schedules import hourly_spend_schedule
 from pipelines.sensors import (
     cloudzero_cbf_sensor,
     late_landing_sensor,
+    source_freshness_sensor,
     spend_logs_reconciliation_sensor,
 )
 from resources.attribution import AttributionMappingResource
@@ -70,11 +72,20 @@ ASSETS = [
     cloudzero_submission,
 ]
 JOBS = [hourly_spend_job, cloudzero_submit_job]
-# The checks of their own steps: warnings that never stop anything. The rules that hold back a
-# bad hour run inside their assets (check_specs, assets/hour_rules.py).
+# Checks of their own: warnings that never stop anything. spend_events_quality and
+# cloudzero_month_within_limits run as steps; sources_answering is evaluated by
+# source_freshness_sensor, outside the runs. The rules that hold back a bad hour run inside
+# their assets (check_specs, assets/hour_rules.py).
 CHECKS = [
     spend_events_quality,
     cloudzero_month_within_limits,
+    sources_answering,
+]
+SENSORS = [
+    cloudzero_cbf_sensor,
+    late_landing_sensor,
+    spend_logs_reconciliation_sensor,
+    source_freshness_sensor,
 ]
 
 
@@ -114,6 +125,6 @@ defs = dg.Definitions(
     asset_checks=CHECKS,
     jobs=JOBS,
     schedules=[hourly_spend_schedule],
-    sensors=[cloudzero_cbf_sensor, late_landing_sensor, spend_logs_reconciliation_sensor],
+    sensors=SENSORS,
     resources=resources_from_env(),
 )

@@ -23,6 +23,11 @@ over the last ``SPEND_RECONCILE_DAYS`` days and restates the hours that differ, 
 contiguous range. Its run key carries both fingerprints of every hour, so one difference is
 requested once, and a new one (the database changed again) gets a new run. It keeps no
 cursor: every tick compares afresh, with one query of LiteLLM's table.
+
+``source_freshness_sensor`` requests no run: every few minutes it evaluates the check
+``sources_answering`` of ``cloudzero_submission`` (receiver heartbeats, the spend-log reads the
+runs recorded) and records the result, so the check fails while a source is silent even
+when no run happens, and passes as quiet when the sources answer but there is no traffic.
 """
 
 import hashlib
@@ -35,6 +40,7 @@ from typing import TypeVar
 
 import dagster as dg
 
+from assets.freshness import sources_verdict
 from assets.partitions import hourly_partitions, partition_hour, partition_key
 from pipelines.jobs import cloudzero_submit_job, hourly_spend_job, range_run_request
 from pipelines.schedules import lookback_hours, lookback_window
@@ -294,3 +300,26 @@ def spend_logs_reconciliation_sensor(
         f"{len(requests)} run(s) requested; first: {restate[0].line()}"
     )
     return dg.SensorResult(run_requests=requests)
+
+
+# --- freshness of the sources -------------------------------------------------------------
+
+FRESHNESS_INTERVAL_S = 300
+
+
+@dg.sensor(
+    minimum_interval_seconds=FRESHNESS_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates the check sources_answering of cloudzero_submission every 5 minutes "
+    "(receiver heartbeats, LiteLLM spend-log reads); it fails when a configured source has been "
+    "silent longer than SPEND_SOURCE_SILENCE_MINUTES. Requests no run.",
+)
+def source_freshness_sensor(
+    context: dg.SensorEvaluationContext,
+    landing: LandingZoneResource,
+    litellm: LiteLLMSpendLogsResource,
+) -> dg.SensorResult:
+    verdict = sources_verdict(context.instance, landing, litellm, datetime.now(timezone.utc))
+    if not verdict.passed:
+        context.log.warning(verdict.description)
+    return dg.SensorResult(asset_events=[verdict.evaluation()])

@@ -23,6 +23,7 @@ from typing import Any
 from receiver.auth import bearer_allowed
 from receiver.commit import GroupCommitter
 from receiver.decode import BadRequest, decode_events, gunzip
+from receiver.heartbeat import DEFAULT_HEARTBEAT_SECONDS, HeartbeatWriter
 from receiver.metrics import ReceiverMetrics
 from resources.landing import LandingZone
 from resources.landing_record import DEFAULT_HEADER_MAP, project_batch
@@ -54,6 +55,7 @@ class ReceiverConfig:
     header_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADER_MAP))
     writer_id: str = field(default_factory=default_writer_id)
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
 
     def __post_init__(self) -> None:
         if self.require_auth and not self.tokens:
@@ -62,6 +64,8 @@ class ReceiverConfig:
             raise ValueError("the body limit must be positive")
         if self.body_timeout <= 0:
             raise ValueError("the body timeout must be positive")
+        if self.heartbeat_seconds <= 0:
+            raise ValueError("the heartbeat interval must be positive")
 
 
 class ReceiverApp:
@@ -70,6 +74,9 @@ class ReceiverApp:
         self.metrics = ReceiverMetrics()
         self.zone = LandingZone(config.data_dir, writer_id=config.writer_id)
         self.committer = GroupCommitter(self.zone, self.metrics)
+        self.heartbeat = HeartbeatWriter(
+            self.zone, config.heartbeat_seconds, alive=self.committer.alive
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -96,6 +103,7 @@ class ReceiverApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.committer.start()
+                self.heartbeat.start()
                 log.info(
                     "landing to %s as writer %s; auth %s; body limit %d bytes in %gs; headers %s",
                     self.zone.root,
@@ -109,6 +117,7 @@ class ReceiverApp:
                 )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.heartbeat.stop()
                 self.committer.stop()
                 log.info("landing writer stopped after %d commit(s)", self.metrics.commits)
                 await send({"type": "lifespan.shutdown.complete"})

@@ -28,6 +28,7 @@ from receiver.connections import (
     DEFAULT_MAX_CONNECTIONS,
     header_timeout_protocol,
 )
+from receiver.heartbeat import DEFAULT_HEARTBEAT_SECONDS
 from resources.landing_record import attribution_header_map
 from resources.storage import StorageError
 
@@ -99,6 +100,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"503 (default {DEFAULT_MAX_CONNECTIONS})",
     )
     parser.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=DEFAULT_HEARTBEAT_SECONDS,
+        help="how often the receiver rewrites landing/_heartbeat/<writer-id>.json, which tells "
+        f"the pipeline it is up and can write (default {DEFAULT_HEARTBEAT_SECONDS:g})",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     return parser.parse_args(argv)
@@ -121,6 +129,7 @@ def build_app(args: argparse.Namespace, environ: dict[str, str]) -> ReceiverApp:
             header_map=attribution_header_map(args.attribution_headers),
             writer_id=args.writer_id or default_writer_id(),
             body_timeout=args.body_timeout,
+            heartbeat_seconds=args.heartbeat_seconds,
         )
         return ReceiverApp(config)
     except (ValueError, StorageError) as exc:

@@ -7,6 +7,10 @@ writer publishes each file whole (locally temp file, fsync, rename; on object st
 PUT); the reader still ignores a torn last line so that a future appending writer cannot
 break it.
 What a line holds is ``resources.landing_record``'s.
+
+Each writer also keeps a heartbeat, ``<root>/landing/_heartbeat/<writer-id>.json`` (the time it
+last wrote one): a receiver that is up and can write refreshes it every minute, so an hour
+without landing files but with a fresh heartbeat was quiet, not lost.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ log = logging.getLogger(__name__)
 LANDED_LINE_BYTES = 800
 LANDING_FOLDER = "landing/litellm_webhook"
 QUARANTINE_FOLDER = "landing/_quarantine"
+HEARTBEAT_FOLDER = "landing/_heartbeat"
 LANDED_SUFFIX = ".ndjson"
 _WRITER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Landed objects of object storage are parsed in groups of about this many bytes: the
@@ -97,6 +102,41 @@ class LandingRead:
     unread: LandedFiles = LandedFiles()
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """A writer's word that it was up and could write at ``at`` (its own clock, UTC)."""
+
+    writer: str
+    at: datetime
+    started_at: datetime
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "writer": self.writer,
+                "at": _utc_text(self.at),
+                "started_at": _utc_text(self.started_at),
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Heartbeat:
+        fields = json.loads(data)
+        return cls(
+            str(fields["writer"]),
+            _utc(datetime.fromisoformat(fields["at"])),
+            _utc(datetime.fromisoformat(fields["started_at"])),
+        )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc)
+
+
+def _utc_text(moment: datetime) -> str:
+    return _utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _ndjson(lines: Iterable[Mapping[str, Any]]) -> bytes:
     return "".join(
         json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n" for r in lines
@@ -129,6 +169,26 @@ class LandingZone:
             for hour, entries in zip(hours, listings, strict=True)
             if any(since_ns <= e.modified_ns < until_ns for e in entries)
         }
+
+    def write_heartbeat(self, started_at: datetime, now: datetime | None = None) -> Heartbeat:
+        """Replace this writer's heartbeat with one saying it is up at ``now``; raises
+        ``StorageError`` when the root refuses the write (then the heartbeat goes stale)."""
+        beat = Heartbeat(self.writer_id, now or datetime.now(timezone.utc), started_at)
+        self.storage.write(f"{HEARTBEAT_FOLDER}/{self.writer_id}.json", beat.to_json())
+        return beat
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Every writer's last heartbeat, newest first; an unreadable one is skipped."""
+        entries = [e for e in self.storage.list(HEARTBEAT_FOLDER) if e.key.endswith(".json")]
+        beats = []
+        for entry, data in zip(
+            entries, self.storage.read_many([e.key for e in entries]), strict=True
+        ):
+            try:
+                beats.append(Heartbeat.from_json(data))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("skipping heartbeat %s: %s", self.storage.url(entry.key), exc)
+        return sorted(beats, key=lambda beat: beat.at, reverse=True)
 
     def _next_name(self) -> str:
         # Sortable and unique per writer, also across restarts of the same writer id.

@@ -11,13 +11,9 @@ import pytest
 from assets.partitions import partition_key
 from demo.population import MAPPING_YAML
 from demo.traffic import Traffic, generate_traffic, land_traffic
-from pipelines.definitions import ASSETS, CHECKS, JOBS, resources_from_env
+from pipelines.definitions import ASSETS, CHECKS, JOBS, SENSORS, resources_from_env
 from pipelines.jobs import partition_range_tags
-from pipelines.sensors import (
-    cloudzero_cbf_sensor,
-    late_landing_sensor,
-    spend_logs_reconciliation_sensor,
-)
+from pipelines.sensors import cloudzero_cbf_sensor
 from resources.cbf import load_cbf_hours
 from resources.cloudzero import CloudZeroResource
 from resources.lake import LakeResource
@@ -58,7 +54,7 @@ class Pipeline:
             assets=ASSETS,
             asset_checks=CHECKS,
             jobs=JOBS,
-            sensors=[cloudzero_cbf_sensor, late_landing_sensor, spend_logs_reconciliation_sensor],
+            sensors=SENSORS,
             resources=resources,
         )
         self.resources = resources

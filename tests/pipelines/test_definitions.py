@@ -2,7 +2,7 @@ import importlib
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -96,6 +96,7 @@ def test_the_sensors_are_on_by_default_and_restate_through_the_hourly_job():
         "cloudzero_cbf_sensor",
         "late_landing_sensor",
         "spend_logs_reconciliation_sensor",
+        "source_freshness_sensor",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     assert sensors["late_landing_sensor"].job_name == "hourly_spend_job"
@@ -104,6 +105,30 @@ def test_the_sensors_are_on_by_default_and_restate_through_the_hourly_job():
         "lake",
         "litellm",
     }
+
+
+def test_freshness_is_the_pipelines_and_the_sources_not_the_submissions():
+    """A quiet hour sends nothing, so cloudzero_submission carries no freshness policy;
+    cloudzero_cbf (written every hour) does, and source_freshness_sensor evaluates
+    sources_answering outside the runs."""
+    graph = asset_graph()
+    assert graph.get(dg.AssetKey("cloudzero_submission")).freshness_policy is None
+    assert graph.get(
+        dg.AssetKey("cloudzero_cbf")
+    ).freshness_policy == dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=2), warn_window=timedelta(minutes=90)
+    )
+    key = dg.AssetCheckKey(dg.AssetKey("cloudzero_submission"), "sources_answering")
+    spec = graph.get_check_spec(key)
+    assert not spec.blocking and spec.partitions_def is None
+    for job in ("hourly_spend_job", "cloudzero_submit_job"):
+        assert (
+            key
+            not in definitions.defs.resolve_job_def(job).asset_layer.asset_graph.asset_check_keys
+        )
+    sensor = definitions.defs.resolve_sensor_def("source_freshness_sensor")
+    assert not sensor.targets  # reports the check, requests no run
+    assert sensor.required_resource_keys == {"landing", "litellm"}
 
 
 def test_resources_come_from_environment_variables(monkeypatch, tmp_path):

@@ -97,3 +97,38 @@ def test_merged_batches_write_one_file_per_hour(tmp_path, payloads):
     result = LandingZone(tmp_path).write_batch(merged)
     assert len(result.files) == 3  # two event hours and one quarantine file
     assert result.bytes == sum(Path(f).stat().st_size for f in result.files)
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path) -> str:
+    return (
+        str(tmp_path / "data") if request.param == "local" else request.getfixturevalue("s3_root")
+    )
+
+
+def test_each_writer_replaces_its_own_heartbeat_and_the_newest_comes_first(root):
+    started = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+    a, b = LandingZone(root, "rx-a"), LandingZone(root, "rx-b")
+    assert a.heartbeats() == []
+    a.write_heartbeat(started, started.replace(minute=1))
+    b.write_heartbeat(started, started.replace(minute=2))
+    a.write_heartbeat(started, started.replace(minute=3))
+    beats = LandingZone(root).heartbeats()
+    assert [(h.writer, h.at.minute, h.started_at) for h in beats] == [
+        ("rx-a", 3, started),
+        ("rx-b", 2, started),
+    ]
+    keys = [e.key for e in a.storage.list("landing")]
+    assert keys == ["landing/_heartbeat/rx-a.json", "landing/_heartbeat/rx-b.json"]
+    assert json.loads(a.storage.read(keys[0])) == {
+        "writer": "rx-a",
+        "at": "2026-03-01T09:03:00Z",
+        "started_at": "2026-03-01T09:00:00Z",
+    }
+
+
+def test_an_unreadable_heartbeat_is_skipped(tmp_path):
+    zone = LandingZone(tmp_path, "rx-a")
+    zone.write_heartbeat(datetime(2026, 3, 1, tzinfo=timezone.utc))
+    zone.storage.write("landing/_heartbeat/broken.json", b"{not json")
+    assert [h.writer for h in zone.heartbeats()] == ["rx-a"]
