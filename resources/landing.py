@@ -28,6 +28,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+import msgspec
 import pyarrow as pa
 import pyarrow.json as pa_json
 from pydantic import Field
@@ -97,10 +98,12 @@ class LandingRead:
     unread: LandedFiles = LandedFiles()
 
 
+# Keys sorted, as compact as JSON goes, text as UTF-8 (landed text is always encodable).
+_LINES = msgspec.json.Encoder(order="sorted")
+
+
 def _ndjson(lines: Iterable[Mapping[str, Any]]) -> bytes:
-    return "".join(
-        json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n" for r in lines
-    ).encode()
+    return _LINES.encode_lines(lines)
 
 
 class LandingZone:
