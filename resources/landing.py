@@ -98,8 +98,9 @@ class LandingRead:
     unread: LandedFiles = LandedFiles()
 
 
-# Keys sorted, as compact as JSON goes, text as UTF-8 (landed text is always encodable).
-_LINES = msgspec.json.Encoder(order="sorted")
+# Keys in the record's order (the landing schema's), as compact as JSON goes, text as UTF-8
+# (landed text is always encodable).
+_LINES = msgspec.json.Encoder()
 
 
 def _ndjson(lines: Iterable[Mapping[str, Any]]) -> bytes:

@@ -140,6 +140,8 @@ def _finite(value: Any) -> float | None:
 
 
 def _epoch(value: Any, key: str, required: bool) -> float | None:
+    if type(value) is float and EPOCH_RANGE[0] <= value < EPOCH_RANGE[1]:  # nearly always
+        return value
     if value is None:
         if required:
             raise InvalidEvent(f"missing {key}")
@@ -153,6 +155,8 @@ def _epoch(value: Any, key: str, required: bool) -> float | None:
 
 
 def _cost(value: Any) -> str:
+    if type(value) is float and 0.0 <= value <= MAX_COST:  # finite: NaN compares false
+        return repr(value)
     if value is None:
         return "0.0"
     cost = _finite(value)
@@ -166,6 +170,8 @@ def _cost(value: Any) -> str:
 
 
 def _tokens(value: Any, key: str) -> int:
+    if type(value) is int and 0 <= value <= MAX_TOKENS:  # nearly always
+        return value
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
@@ -276,15 +282,21 @@ def landing_record(
         "completion_tokens": _tokens(payload.completion_tokens, "completion_tokens"),
         "total_tokens": _tokens(payload.total_tokens, "total_tokens"),
         "cache_hit": cache_hit if isinstance(cache_hit, bool) else None,
-        "request_tags": [_text(t, "a request tag") for t in tags if t is not None],
+        "request_tags": [
+            t if type(t) is str and t.isascii() else _text(t, "a request tag")
+            for t in tags
+            if t is not None
+        ],
         "team_id": _text(metadata.user_api_key_team_id or metadata.team_id, "team_id"),
         "team_alias": _text(metadata.user_api_key_team_alias or metadata.team_alias, "team_alias"),
         "key_alias": _text(metadata.user_api_key_alias, "key_alias"),
         "user_id": _text(metadata.user_api_key_user_id, "user_id"),
         "headers": {
-            landed: _header(custom[source], source)
+            landed: value.strip()[:MAX_HEADER_VALUE]
+            if type(value) is str and value.isascii()
+            else _header(value, source)
             for landed, source in (header_map or DEFAULT_HEADER_MAP).items()
-            if custom.get(source) not in (None, "")
+            if (value := custom.get(source)) not in (None, "")
         },
         "error_class": _text(error.error_class, "error_class") or None,
         "error_code": _text(error.error_code, "error_code") or None,
@@ -295,9 +307,7 @@ def landing_record(
 
 
 def _header(value: Any, source: str) -> str:
-    if type(value) is not str or not value.isascii():  # the reason is only made when needed
-        value = _text(value, f"header {source}")
-    return value.strip()[:MAX_HEADER_VALUE]
+    return _text(value, f"header {source}").strip()[:MAX_HEADER_VALUE]
 
 
 _NO_METADATA = Metadata()
@@ -328,6 +338,9 @@ def event_hour(record: Mapping[str, Any]) -> datetime:
 
 def _hour_number(start: float) -> int:
     """Hours since the epoch of ``start`` rounded to the millisecond."""
+    hour = int(start // 3600)
+    if 0.001 < start - hour * 3600 < 3599.999:  # rounding cannot cross an hour: skip it
+        return hour
     return int(round(start, 3) // 3600)
 
 

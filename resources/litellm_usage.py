@@ -37,6 +37,8 @@ def _first(usage: Any, paths: tuple[tuple[str, ...], ...]) -> int | None:
     for path in paths:
         value: Any = usage
         for key in path:
+            if value is None:
+                break
             if isinstance(value, msgspec.Struct):
                 value = getattr(value, key, None)
             elif isinstance(value, Mapping):
