@@ -54,6 +54,9 @@ class ReceiverConfig:
     header_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADER_MAP))
     writer_id: str = field(default_factory=default_writer_id)
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    # The folder the workers of a multi-process receiver share their metrics in (None: one
+    # process, metrics in memory).
+    metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.require_auth and not self.tokens:
@@ -67,9 +70,10 @@ class ReceiverConfig:
 class ReceiverApp:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config
-        self.metrics = ReceiverMetrics()
         self.zone = LandingZone(config.data_dir, writer_id=config.writer_id)
+        self.metrics = ReceiverMetrics(config.writer_id, config.metrics_dir)
         self.committer = GroupCommitter(self.zone, self.metrics)
+        self._worker_header = [(b"x-receiver-worker", config.writer_id.encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -80,12 +84,14 @@ class ReceiverApp:
         route = (scope["method"], scope["path"])
         if route == ("POST", CALLBACK_PATH):
             await self._callback(scope, receive, send)
-        elif route == ("GET", "/healthz"):
+        elif route == ("GET", "/healthz"):  # this worker's landing writer
             alive = self.committer.alive()
-            await _respond(send, 200 if alive else 503, {"status": "ok" if alive else "down"})
-        elif route == ("GET", "/metrics"):
+            answer = {"status": "ok" if alive else "down"}
+            await _respond(send, 200 if alive else 503, answer, self._worker_header)
+        elif route == ("GET", "/metrics"):  # every worker's
             body = self.metrics.render().encode()
-            await _respond_bytes(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+            content_type = b"text/plain; version=0.0.4; charset=utf-8"
+            await _respond_bytes(send, 200, body, content_type, self._worker_header)
         elif scope["path"] in (CALLBACK_PATH, "/healthz", "/metrics"):
             await _respond(send, 405, {"error": f"method {scope['method']} not allowed"})
         else:
@@ -110,7 +116,12 @@ class ReceiverApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.committer.stop()
-                log.info("landing writer stopped after %d commit(s)", self.metrics.commits)
+                self.metrics.close()
+                log.info(
+                    "landing writer stopped after %d commit(s) (writer %s)",
+                    self.metrics.commits,
+                    self.config.writer_id,
+                )
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -4,14 +4,17 @@ uvicorn closes a keep-alive connection that stays idle after a response, but a c
 connects and sends nothing, or half its headers, holds the connection (and a file
 descriptor) for ever. ``HeaderTimeoutProtocol`` closes a connection whose next request's
 headers are not complete within ``header_timeout`` seconds of the connection opening or
-of the previous response.
+of the previous response; the deadline travels in its ``ServerConfig``, which the workers of
+a multi-process receiver receive whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("spend_receiver")
@@ -21,12 +24,21 @@ DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 1000
 
 
+class ServerConfig(uvicorn.Config):
+    """uvicorn's configuration, with the deadline for a request's headers."""
+
+    def __init__(self, app: Any, *, header_timeout: float = DEFAULT_HEADER_TIMEOUT, **kwargs: Any):
+        if header_timeout <= 0:
+            raise ValueError("the header timeout must be positive")
+        super().__init__(app, http=HeaderTimeoutProtocol, **kwargs)
+        self.header_timeout = header_timeout
+
+
 class HeaderTimeoutProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline for each request's headers."""
 
-    header_timeout = DEFAULT_HEADER_TIMEOUT
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.header_timeout = getattr(self.config, "header_timeout", DEFAULT_HEADER_TIMEOUT)
         super().connection_made(transport)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._arm_header_deadline()
@@ -62,10 +74,3 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
                 "closing %s: no complete request headers in %gs", self.client, self.header_timeout
             )
             self.transport.close()
-
-
-def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutProtocol]:
-    """The protocol class for uvicorn's ``http=`` with a header deadline of ``seconds``."""
-    if seconds <= 0:
-        raise ValueError("the header timeout must be positive")
-    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})

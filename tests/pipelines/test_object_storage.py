@@ -68,8 +68,8 @@ def test_two_receivers_and_a_pipeline_on_one_bucket_make_the_local_run_s_cbf_fil
 
     # Host A and host B: a receiver each, taking turns at LiteLLM's batches.
     with (
-        ReceiverProcess(s3_root, env=s3_server.env(), log_dir=tmp_path) as host_a,
-        ReceiverProcess(s3_root, env=s3_server.env(), log_dir=tmp_path) as host_b,
+        ReceiverProcess(s3_root, "--workers", "1", env=s3_server.env(), log_dir=tmp_path) as host_a,
+        ReceiverProcess(s3_root, "--workers", "1", env=s3_server.env(), log_dir=tmp_path) as host_b,
     ):
         for n, (_, payloads) in enumerate(traffic.batches):
             receiver = (host_a, host_b)[n % 2]
