@@ -139,6 +139,22 @@ def test_over_the_connection_limit_a_request_is_answered_503(tmp_path):
         assert answer.status_code == 200
 
 
+def test_the_body_buffer_is_uvicorns_own_flow_control_with_a_larger_limit():
+    import inspect
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from receiver.connections import HeaderTimeoutProtocol
+
+    def code(method) -> str:
+        """The method's code without comments or any whitespace (formatting aside)."""
+        lines = inspect.getsource(method).splitlines()
+        return "".join("".join(line.split("#")[0].split()) for line in lines)
+
+    ours = code(HeaderTimeoutProtocol.on_body).replace("BODY_BUFFER_BYTES", "HIGH_WATER_LIMIT")
+    assert ours == code(HttpToolsProtocol.on_body)
+
+
 def test_timeouts_and_limits_must_be_positive(tmp_path):
     from receiver.cli import main
 
