@@ -23,6 +23,7 @@ from typing import Any
 from receiver.auth import bearer_allowed
 from receiver.commit import GroupCommitter
 from receiver.decode import BadRequest, decode_events, gunzip
+from receiver.memory import settle_memory
 from receiver.metrics import ReceiverMetrics
 from resources.landing import LandingZone
 from resources.landing_record import DEFAULT_HEADER_MAP, project_batch
@@ -101,6 +102,7 @@ class ReceiverApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                settle_memory()
                 self.committer.start()
                 log.info(
                     "landing to %s as writer %s; auth %s; body limit %d bytes in %gs; headers %s",
