@@ -22,6 +22,7 @@ from typing import Any
 
 from receiver.auth import bearer_allowed
 from receiver.commit import GroupCommitter
+from receiver.connections import OPEN_CONNECTIONS_STATE
 from receiver.decode import BadRequest, decode_events, gunzip
 from receiver.memory import settle_memory
 from receiver.metrics import ReceiverMetrics
@@ -78,7 +79,7 @@ class ReceiverApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
             return
         if scope["type"] != "http":
             return
@@ -98,11 +99,27 @@ class ReceiverApp:
         else:
             await _respond(send, 404, {"error": "not found"})
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    def _count_connections(self, open_connections: int) -> None:
+        self.metrics.open_connections = open_connections
+
+    def _over_share_of_connections(self) -> bool:
+        """Whether this worker holds more than its share of the receiver's connections: then
+        it asks the client to reconnect (``Connection: close`` on the answer), and the new
+        connection goes to whichever worker accepts it. A client that keeps its connection
+        (LiteLLM does, under load) would otherwise stay with the worker that first accepted
+        it, and a few busy connections could all load one worker while the others idle."""
+        if self.config.metrics_dir is None or self.metrics.open_connections <= 1:
+            return False
+        counts = self.metrics.open_connections_per_worker()
+        return counts[0] > -(-sum(counts) // len(counts))  # above the ceiling of the mean
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 settle_memory()
+                if isinstance(state := scope.get("state"), dict):  # the server's connections
+                    state[OPEN_CONNECTIONS_STATE] = self._count_connections
                 self.committer.start()
                 log.info(
                     "landing to %s as writer %s; auth %s; body limit %d bytes in %gs; headers %s",
@@ -146,6 +163,8 @@ class ReceiverApp:
             )
         self.metrics.requests[status] += 1
         extra = _EXTRA_HEADERS.get(status, [])
+        if status == 200 and self._over_share_of_connections():
+            extra = [*extra, _RECONNECT]
         await _respond(send, status, answer, extra)
 
     async def _land(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
@@ -188,6 +207,9 @@ _EXTRA_HEADERS = {
     408: [(b"connection", b"close")],
     503: [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
 }
+
+
+_RECONNECT = (b"connection", b"close")
 
 
 class _ClientGone(Exception):

@@ -28,6 +28,9 @@ DEFAULT_MAX_CONNECTIONS = 1000
 # round trip every 64 KB. Measured on 6.3 MB bodies, reading one costs the server 8 ms of CPU
 # with 64 KB (and with 128 KB), 3.3 ms with 256 or 512 KB, and more again with 1 MB or more.
 BODY_BUFFER_BYTES = 256 * 1024
+# The key of the app's lifespan state under which it may leave a callable that is told this
+# process's number of open connections whenever it changes.
+OPEN_CONNECTIONS_STATE = "spend_receiver.open_connections"
 
 
 class ServerConfig(uvicorn.Config):
@@ -48,6 +51,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._arm_header_deadline()
+        self._count_connections()
 
     def on_headers_complete(self) -> None:
         self._cancel_header_deadline()
@@ -73,6 +77,11 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_deadline()
         super().connection_lost(exc)
+        self._count_connections()
+
+    def _count_connections(self) -> None:
+        if (tell := self.app_state.get(OPEN_CONNECTIONS_STATE)) is not None:
+            tell(len(self.connections))
 
     def _arm_header_deadline(self) -> None:
         self._cancel_header_deadline()

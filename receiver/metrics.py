@@ -43,6 +43,7 @@ _SCALARS = (
     "landed_bytes",
     "commits",
     "writer_up",
+    "open_connections",
     "commit_seconds_sum",
     "commit_seconds_count",
 )
@@ -73,7 +74,7 @@ class _Labelled:
         self._values[_INDEX[f"{self._kind}:{key}"]] = value
 
 
-def _counter(name: str) -> property:
+def _slot(name: str) -> property:
     index = _INDEX[name]
 
     def get(self: ReceiverMetrics) -> float:
@@ -103,12 +104,13 @@ class ReceiverMetrics:
         self.requests = _Labelled(self._values, "requests")  # by HTTP status
         self.rejected = _Labelled(self._values, "rejected")  # refused requests, by reason
 
-    events_accepted = _counter("events_accepted")
-    events_quarantined = _counter("events_quarantined")
-    received_bytes = _counter("received_bytes")
-    landed_bytes = _counter("landed_bytes")
-    commits = _counter("commits")
-    writer_up = _counter("writer_up")  # 1 while this worker's landing writer thread runs
+    events_accepted = _slot("events_accepted")
+    events_quarantined = _slot("events_quarantined")
+    received_bytes = _slot("received_bytes")
+    landed_bytes = _slot("landed_bytes")
+    commits = _slot("commits")
+    writer_up = _slot("writer_up")  # 1 while this worker's landing writer thread runs
+    open_connections = _slot("open_connections")  # a gauge: this worker's, now
 
     def observe_commit(self, seconds: float) -> None:
         """A group commit's write + fsync time, into the ``commit_seconds`` histogram."""
@@ -117,6 +119,17 @@ class ReceiverMetrics:
             self._values[_INDEX[f"commit_seconds_bucket:{COMMIT_BUCKETS[index]:g}"]] += 1
         self._values[_INDEX["commit_seconds_sum"]] += seconds
         self._values[_INDEX["commit_seconds_count"]] += 1
+
+    def open_connections_per_worker(self) -> list[float]:
+        """The open connections of every live worker, this one first."""
+        counts = [self.open_connections]
+        if self.directory is not None:
+            counts += [
+                w["open_connections"]
+                for w in _other_workers(self.directory)
+                if w.worker != self.worker
+            ]
+        return counts
 
     def close(self) -> None:
         """Leave the shared folder (a worker that stops no longer reports)."""
@@ -259,6 +272,12 @@ def render(workers: Sequence[_Snapshot]) -> str:
         "gauge",
         "1 while the worker's landing writer thread runs.",
         each("writer_up", "writer_up"),
+    )
+    family(
+        "open_connections",
+        "gauge",
+        "Client connections the worker holds open.",
+        each("open_connections", "open_connections"),
     )
     return "\n".join(lines) + "\n"
 

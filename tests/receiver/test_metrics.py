@@ -78,3 +78,12 @@ def test_a_dead_workers_counters_are_dropped(tmp_path):
     alive = ReceiverMetrics("rx-alive", tmp_path)
     assert 'worker="rx-dead"' not in alive.render()
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"rx-alive{FILE_SUFFIX}"]
+
+
+def test_each_worker_sees_every_workers_open_connections(tmp_path):
+    first, second = ReceiverMetrics("rx-1", tmp_path), ReceiverMetrics("rx-2", tmp_path)
+    first.open_connections, second.open_connections = 3, 1
+    assert first.open_connections_per_worker() == [3, 1]
+    assert second.open_connections_per_worker() == [1, 3]
+    assert ReceiverMetrics("rx-solo").open_connections_per_worker() == [0]
+    assert samples(first.render())['spend_receiver_open_connections{worker="rx-2"}'] == "1"

@@ -2,7 +2,10 @@
 SIGTERM drains them all; ``--workers 1`` is the single process the receiver always was."""
 
 import copy
+import http.client
+import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -146,6 +149,42 @@ def test_sigterm_drains_every_worker_and_loses_no_acknowledged_event(tmp_path):
     log = receiver.log_path.read_text()
     assert log.count("stopped after") == 2  # each worker's writer drained and stopped
     assert "Traceback" not in log
+
+
+def test_persistent_connections_are_spread_over_the_workers(tmp_path):
+    # Four clients that keep their connections, opened at once, as a busy LiteLLM does: the
+    # worker that accepted more than its share asks clients to reconnect until each worker
+    # holds two.
+    with ReceiverProcess(tmp_path / "data", "--workers", "2") as receiver:
+        clients = [http.client.HTTPConnection("127.0.0.1", receiver.port) for _ in range(4)]
+        headers = {**receiver.auth, "Content-Type": "application/json"}
+
+        def post_from(client: http.client.HTTPConnection, number: int) -> None:
+            for post in range(15):
+                client.request(
+                    "POST", "/litellm/callback", json.dumps(events(f"k{number}", post)), headers
+                )
+                response = client.getresponse()
+                assert response.status == 200, response.read()
+                response.read()
+
+        threads = [
+            threading.Thread(target=post_from, args=(client, n)) for n, client in enumerate(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        scrape = httpx.get(f"{receiver.url}/metrics", timeout=5)
+        held = {
+            worker: float(value) - (worker == scrape.headers["x-receiver-worker"])  # the scrape's
+            for worker, value in re.findall(
+                r'spend_receiver_open_connections\{worker="([^"]+)"\} (\S+)', scrape.text
+            )
+        }
+        for client in clients:
+            client.close()
+    assert sorted(held.values()) == [2, 2], held
 
 
 def test_one_worker_is_one_process_as_before(tmp_path):
