@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         with S3Server() if options.s3 else nullcontext() as s3:
+            if s3 is not None:  # to read the landing back from the bucket
+                os.environ.update(s3.env(direct=True))
             for round_number in range(1, options.rounds + 1):
                 servers = [
                     partial(run_baseline, parse=False),
