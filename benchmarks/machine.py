@@ -147,6 +147,33 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes started by ``pid``, their children, and so on, from ``/proc``."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, pending = [], list(parents.get(pid, []))
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending += parents.get(child, [])
+    return found
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and every process it started that is
+    still running (a multi-process server's workers)."""
+    return process_cpu_seconds(pid) + sum(
+        seconds
+        for child in descendants(pid)
+        if not math.isnan(seconds := process_cpu_seconds(child))
+    )
+
+
 def machine_busy_seconds() -> float:
     """CPU time all cores have spent not idle so far, from the ``cpu`` line of ``/proc/stat``."""
     try:
@@ -165,8 +192,10 @@ class CpuSample:
     machine: float
 
 
-def sample_cpu(pid: int) -> CpuSample:
-    return CpuSample(process_cpu_seconds(pid), machine_busy_seconds())
+def sample_cpu(pid: int, with_children: bool = False) -> CpuSample:
+    """``with_children``: count the processes ``pid`` started too."""
+    seconds = process_tree_cpu_seconds(pid) if with_children else process_cpu_seconds(pid)
+    return CpuSample(seconds, machine_busy_seconds())
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,9 +13,11 @@ from benchmarks.load import PhaseResult
 from benchmarks.machine import CoresBusy
 from benchmarks.receiver_bodies import BenchmarkBodies
 
-TARGET_EVENTS_PER_SECOND = 6_000
+TARGET_EVENTS_PER_SECOND = 40_000
 TARGET_S3_RATIO = 0.5  # the receiver on object storage against the one on a local disk
+BODY_ONLY, PARSE_ONLY = "body-only baseline", "parse-only baseline"
 LOCAL, ON_S3 = "receiver", "receiver on S3"
+SERVERS = (BODY_ONLY, PARSE_ONLY, LOCAL, ON_S3)
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,21 @@ class CommitSummary:
         return self.requests / self.commits if self.commits else math.nan
 
 
+_WORKER = re.compile(r',?worker="([^"]*)"')
+
+
+def _totals(samples: dict[str, float]) -> dict[str, float]:
+    """Samples of a ``/metrics`` scrape summed over the ``worker`` label."""
+    totals: dict[str, float] = {}
+    for name, value in samples.items():
+        name = _WORKER.sub("", name).replace("{}", "")
+        totals[name] = totals.get(name, 0.0) + value
+    return totals
+
+
 def commit_summary(before: dict[str, float], after: dict[str, float]) -> CommitSummary:
-    """What happened between two ``/metrics`` samples."""
+    """What happened between two ``/metrics`` scrapes (every worker's samples in each)."""
+    before, after = _totals(before), _totals(after)
 
     def grown(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
@@ -53,6 +69,16 @@ def commit_summary(before: dict[str, float], after: dict[str, float]) -> CommitS
     )
 
 
+def worker_events(before: dict[str, float], after: dict[str, float]) -> list[int]:
+    """Events each worker accepted between two scrapes, most first."""
+    grown: dict[str, float] = {}
+    for name, value in after.items():
+        if name.startswith("spend_receiver_events_accepted_total{"):
+            worker = _WORKER.search(name).group(1)
+            grown[worker] = value - before.get(name, 0.0)
+    return sorted((round(v) for v in grown.values()), reverse=True)
+
+
 @dataclass
 class ServerRun:
     """One server's measured phase in one round; the receiver's also says what it landed."""
@@ -63,6 +89,7 @@ class ServerRun:
     cores: CoresBusy  # under test: the server; benchmark: the load generator
     commits: CommitSummary | None = None
     landed_events: int | None = None
+    worker_events: list[int] | None = None  # accepted in the measured phase, per worker
 
 
 @dataclass(frozen=True)
@@ -97,24 +124,29 @@ Each request is a LiteLLM `generic_api` `json_array` body of {batch} real-shaped
 (copies of the captured LiteLLM 1.106.2 payloads in
 `tests/fixtures/litellm/generic_api_json_array_batch.json`, each with its own `id`,
 `litellm_call_id` and a `startTime` in {hour}; {bodies} distinct bodies of {body_mb:.1f} MB
-on average, serialised before the clock starts). A load generator in the benchmark process
-keeps {concurrency} keep-alive connections busy on 127.0.0.1, for a {warmup:g} s warm-up that
-is not counted and then a measured phase of {seconds:g} s (or {max_requests} requests,
-whichever ends first). **events/s** is the sum of `accepted` in the receiver's 200 answers
-(for the baseline: the events of its 200-answered requests) over the measured phase; the
-receiver answers only after the events are written and fsync'd. The **baseline** is an ASGI
-app on the same stack (uvicorn, uvloop, httptools, no access log) that reads the whole body
-and answers 200, so the ratio shows what parsing, projection and the durable write cost on
-top of moving the bytes. Baseline and receiver alternate for {rounds} round(s); medians are
-over rounds. After every receiver run the landing zone is read back with
-`LandingZone.read_hours` and must hold exactly the acknowledged events. *server cores* is the
-server process's CPU time over the measured phase, *client cores* that of the load
-generator, which shares the machine, and *other cores* whatever else kept the machine busy
-meanwhile (other processes, kernel work): a run with much of it was not alone.
+on average, {event_kb:.1f} KB an event, serialised before the clock starts). A load generator
+in the benchmark process keeps {concurrency} keep-alive connections busy on 127.0.0.1: a
+warm-up that is not counted ({warmup:g} s or {max_requests} POSTs), then the measured phase of
+{max_requests} POSTs (or {seconds:g} s, whichever ends first). **events/s** is the sum of
+`accepted` in the receiver's 200 answers (for a baseline: the events of its 200-answered
+requests) over the measured phase; the receiver answers only after the events are written and
+fsync'd. **p50** and **p99** are the acknowledgement latency of a POST, from sending it to
+reading the answer. Every server runs {workers} worker process(es) (`--workers`, the
+receiver's default of one per core) on the same stack (uvicorn, uvloop, httptools, no access
+log). The **body-only baseline** reads the whole body and answers 200, so the ratio to it
+shows what decoding, projection and the durable write cost on top of moving the bytes; the
+**parse-only baseline** also parses the body with the standard library's `json.loads`, the
+obvious way to write a receiver, and does nothing with it. The servers take turns for
+{rounds} round(s); medians are over rounds. After every receiver run the landing zone is
+read back with `LandingZone.read_hours` and must hold exactly the acknowledged events.
+*server cores* is the CPU time of the server's processes (its workers included) over the
+measured phase, *client cores* that of the load generator, which shares the machine, and
+*other cores* whatever else kept the machine busy meanwhile (other processes, kernel work): a
+run with much of it was not alone.
 
 To reproduce, run the command at the end from the checkout root (after `make test` or
 `make venv` has built `.venv/`) on an otherwise idle machine; `--output FILE` writes this
-report, and `--rounds 1 --seconds 3 --warmup-seconds 1` makes a 20-second smoke check."""
+report, and `--rounds 1 --max-requests 40 --warmup-seconds 1` makes a quick smoke check."""
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -140,11 +172,15 @@ def _run_row(run: ServerRun) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
 def _object_storage_line(medians: dict[str, Medians]) -> list[str]:
     if ON_S3 not in medians:
         return []
     s3_rate, local_rate = medians[ON_S3].events_per_second, medians[LOCAL].events_per_second
-    ratio = s3_rate / local_rate if local_rate else math.nan
+    ratio = _ratio(s3_rate, local_rate)
     verdict = "met" if ratio >= TARGET_S3_RATIO else "**missed**"
     return [
         "",
@@ -154,6 +190,13 @@ def _object_storage_line(medians: dict[str, Medians]) -> list[str]:
     ]
 
 
+def _shares(events: list[int] | None) -> str:
+    total = sum(events or [])
+    if not total:
+        return "n/a"
+    return " / ".join(f"{100 * e / total:.0f}%" for e in events)
+
+
 def render_report(
     runs: Sequence[ServerRun],
     options: argparse.Namespace,
@@ -161,19 +204,22 @@ def render_report(
     machine: dict[str, str],
     command: str,
 ) -> str:
-    names = ("baseline", LOCAL, ON_S3)
-    by_server = {name: [r for r in runs if r.server == name] for name in names}
+    by_server = {name: [r for r in runs if r.server == name] for name in SERVERS}
     by_server = {name: group for name, group in by_server.items() if group}
     medians = {name: Medians.of(group) for name, group in by_server.items()}
-    receiver_rate = medians["receiver"].events_per_second
-    baseline_rate = medians["baseline"].events_per_second
-    ratio = receiver_rate / baseline_rate if baseline_rate else math.nan
-    verdict = "met" if receiver_rate >= TARGET_EVENTS_PER_SECOND else "**missed**"
+    rate = medians[LOCAL].events_per_second
+    body_only = medians[BODY_ONLY].events_per_second
+    parse_only = medians[PARSE_ONLY].events_per_second
+    verdict = "met" if rate >= TARGET_EVENTS_PER_SECOND else "**missed**"
     lines = [
         "# spend-receiver throughput",
         "",
-        f"Receiver: **{_fmt(receiver_rate)} events/s** (median of {len(by_server['receiver'])}), "
-        f"baseline {_fmt(baseline_rate)} events/s, ratio receiver/baseline **{_fmt(ratio, 3)}**. "
+        f"Receiver with {options.workers} worker(s): **{_fmt(rate)} events/s** (median of "
+        f"{len(by_server[LOCAL])}), p50 {_fmt(medians[LOCAL].p50_ms, 1)} ms, p99 "
+        f"{_fmt(medians[LOCAL].p99_ms, 1)} ms per POST of {bodies.events_per_body} events. "
+        f"Parse-only baseline {_fmt(parse_only)} events/s: receiver/parse-only "
+        f"**{_fmt(_ratio(rate, parse_only), 2)}×**. Body-only baseline {_fmt(body_only)} "
+        f"events/s: receiver/body-only **{_fmt(_ratio(rate, body_only), 3)}**. "
         f"Target ≥ {TARGET_EVENTS_PER_SECOND:,} events/s: {verdict}.",
         *_object_storage_line(medians),
         "",
@@ -199,14 +245,16 @@ def render_report(
         "",
         "## Receiver group commits (measured phase, from `/metrics`)",
         "",
-        "| landing | round | commits | mean commit ms | events/commit | requests/commit | landed (whole run, verified) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| landing | round | commits | mean commit ms | events/commit | requests/commit "
+        "| events per worker | landed (whole run, verified) |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for run in [*by_server[LOCAL], *by_server.get(ON_S3, [])]:
         c = run.commits
         lines.append(
-            f"| {'S3' if run.server == ON_S3 else 'disk'} | {run.round} | {c.commits} | {_fmt(c.mean_commit_ms, 2)} "
-            f"| {_fmt(c.events_per_commit, 0)} | {_fmt(c.requests_per_commit, 2)} "
+            f"| {'S3' if run.server == ON_S3 else 'disk'} | {run.round} | {c.commits} "
+            f"| {_fmt(c.mean_commit_ms, 2)} | {_fmt(c.events_per_commit, 0)} "
+            f"| {_fmt(c.requests_per_commit, 2)} | {_shares(run.worker_events)} "
             f"| {run.landed_events:,} |"
         )
     explanation = EXPLANATION.format(
@@ -214,10 +262,12 @@ def render_report(
         hour=bodies.hour.strftime("%Y-%m-%d %H:00 UTC"),
         bodies=len(bodies.bodies),
         body_mb=bodies.mean_body_bytes / 1e6,
+        event_kb=bodies.mean_body_bytes / bodies.events_per_body / 1e3,
         concurrency=options.concurrency,
         warmup=options.warmup_seconds,
         seconds=options.seconds,
         max_requests=options.max_requests,
+        workers=options.workers,
         rounds=options.rounds,
     )
     lines += ["", "## What is measured", "", explanation, "", "## Machine", ""]

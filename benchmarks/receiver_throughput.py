@@ -1,22 +1,25 @@
-"""Sustained throughput of ``spend-receiver`` against a read-the-body-and-answer-200 baseline.
+"""Throughput of ``spend-receiver`` against two baselines: a server that reads the body and
+answers 200 (body only), and one that also parses it with ``json.loads`` (parse only).
 
-Both servers run as separate processes on 127.0.0.1 on the same stack (uvicorn, uvloop,
-httptools, no access log). A bounded load generator (one keep-alive connection per worker
-thread) posts pre-serialised ``json_array`` bodies of real-shaped LiteLLM events, built
-from the captured LiteLLM 1.106.2 payloads, first for a warm-up that is not measured, then
-for the measured phase. Baseline and receiver alternate for several rounds in one
-invocation; the report gives each run and the medians, and the ratio receiver/baseline.
+All servers run as separate processes on 127.0.0.1 on the same stack (uvicorn, uvloop,
+httptools, no access log), with the same number of worker processes (``--workers``, default
+one per core, the receiver's own default). A bounded load generator (one keep-alive
+connection per client thread) posts pre-serialised ``json_array`` bodies of real-shaped
+LiteLLM events, built from the captured LiteLLM 1.106.2 payloads: a warm-up that is not
+measured, then the measured phase of ``--max-requests`` POSTs (200). The servers take turns
+for several rounds in one invocation; the report gives each run, the medians, and the ratios.
 
 After every receiver run the landing zone is read back and must hold exactly the events
 the receiver acknowledged (fsync is on, the data dir is on the checkout's disk by default).
 
-    .venv/bin/python -m benchmarks.receiver_throughput --output benchmarks/results/receiver_throughput.md
-    .venv/bin/python -m benchmarks.receiver_throughput --rounds 1 --seconds 2 --warmup-seconds 1
+    .venv/bin/python -m benchmarks.receiver_throughput --s3 --output benchmarks/results/receiver_throughput.md
+    .venv/bin/python -m benchmarks.receiver_throughput --rounds 1 --max-requests 40 --warmup-seconds 1
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import signal
@@ -33,7 +36,16 @@ from benchmarks.baseline_server import BaselineProcess
 from benchmarks.load import KeepAliveClient, PhaseResult, Target, run_phase
 from benchmarks.machine import CoresBusy, cores_busy, describe_machine, in_memory, sample_cpu
 from benchmarks.receiver_bodies import BenchmarkBodies, build_bodies, last_full_hour, load_templates
-from benchmarks.receiver_report import LOCAL, ON_S3, ServerRun, commit_summary, render_report
+from benchmarks.receiver_report import (
+    BODY_ONLY,
+    LOCAL,
+    ON_S3,
+    PARSE_ONLY,
+    ServerRun,
+    commit_summary,
+    render_report,
+    worker_events,
+)
 from receiver.app import CALLBACK_PATH
 from resources.landing import LandingZone
 from tests.receiving import ReceiverProcess
@@ -73,7 +85,7 @@ def verify_landing(
     return landed
 
 
-# --- the two servers' runs ------------------------------------------------------------
+# --- the servers' runs ----------------------------------------------------------------
 
 
 def stopped_cleanly(exit_code: int) -> bool:
@@ -103,18 +115,19 @@ def _measured_phase(
     bodies: BenchmarkBodies,
     options: argparse.Namespace,
 ) -> tuple[PhaseResult, CoresBusy]:
-    """The measured phase, and how many cores the server and the rest kept busy during it."""
-    before = sample_cpu(server_pid)
+    """The measured phase, and how many cores the server (all its processes) and the rest
+    kept busy during it."""
+    before = sample_cpu(server_pid, with_children=True)
     measured = _phase(clients, bodies, options.seconds, options.max_requests)
-    after = sample_cpu(server_pid)
+    after = sample_cpu(server_pid, with_children=True)
     return measured, cores_busy(before, after, measured.elapsed, measured.client_cpu_seconds)
 
 
 def run_baseline(
-    round_number: int, options: argparse.Namespace, bodies: BenchmarkBodies
+    round_number: int, options: argparse.Namespace, bodies: BenchmarkBodies, parse: bool
 ) -> ServerRun:
     run_dir = Path(tempfile.mkdtemp(prefix="baseline-", dir=options.work_dir))
-    server = BaselineProcess(run_dir / "baseline.log")
+    server = BaselineProcess(run_dir / "baseline.log", parse=parse, workers=options.workers)
     try:
         server.start()
         target = Target(server.port, CALLBACK_PATH, JSON_HEADERS, reports_accepted=False)
@@ -122,11 +135,11 @@ def run_baseline(
             _phase(clients, bodies, options.warmup_seconds, options.max_requests)
             measured, cores = _measured_phase(clients, server.process.pid, bodies, options)
         if not stopped_cleanly(server.stop()):
-            raise RuntimeError(f"baseline server did not stop cleanly; log: {server.log_path}")
+            raise RuntimeError(f"{server.name} did not stop cleanly; log: {server.log_path}")
     finally:
         server.kill()
     shutil.rmtree(run_dir)
-    return ServerRun("baseline", round_number, measured, cores)
+    return ServerRun(PARSE_ONLY if parse else BODY_ONLY, round_number, measured, cores)
 
 
 def run_receiver(
@@ -137,21 +150,22 @@ def run_receiver(
 ) -> ServerRun:
     """The receiver landing on the work dir's disk (fsync on), or in a bucket of ``s3``."""
     run_dir = Path(tempfile.mkdtemp(prefix="receiver-", dir=options.work_dir))
+    workers = ("--workers", str(options.workers))
     if s3 is None:
         name, data_dir = LOCAL, run_dir / "data"
-        receiver = ReceiverProcess(data_dir)  # its log goes next to data_dir
+        receiver = ReceiverProcess(data_dir, *workers)  # its log goes next to data_dir
     else:
         name, data_dir = ON_S3, s3.create_bucket(f"receiver-{round_number}") + "/data"
-        receiver = ReceiverProcess(data_dir, env=s3.env(direct=True), log_dir=run_dir)
+        receiver = ReceiverProcess(data_dir, *workers, env=s3.env(direct=True), log_dir=run_dir)
     try:
         receiver.start()
         headers = {**JSON_HEADERS, **receiver.auth}
         target = Target(receiver.port, CALLBACK_PATH, headers, reports_accepted=True)
         with _clients(target, options.concurrency) as clients:
             warmup = _phase(clients, bodies, options.warmup_seconds, options.max_requests)
-            before = receiver.metrics()
+            before = receiver.metric_samples()
             measured, cores = _measured_phase(clients, receiver.process.pid, bodies, options)
-            after = receiver.metrics()
+            after = receiver.metric_samples()
         if not stopped_cleanly(receiver.stop()):
             raise RuntimeError(f"spend-receiver did not stop cleanly; log: {receiver.log_path}")
         if warmup.quarantined or measured.quarantined:
@@ -170,7 +184,8 @@ def run_receiver(
     if not options.keep_data:
         shutil.rmtree(run_dir)
     commits = commit_summary(before, after)
-    return ServerRun(name, round_number, measured, cores, commits, landed)
+    per_worker = worker_events(before, after)
+    return ServerRun(name, round_number, measured, cores, commits, landed, per_worker)
 
 
 # --- main -----------------------------------------------------------------------------
@@ -178,13 +193,23 @@ def run_receiver(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Accepted events/s of spend-receiver (fsync on) against a baseline server."
+        description="Accepted events/s of spend-receiver (fsync on) against baseline servers."
     )
-    parser.add_argument("--rounds", type=int, default=3, help="baseline+receiver pairs (3)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured phase (15 s)")
-    parser.add_argument("--warmup-seconds", type=float, default=3.0, help="uncounted (3 s)")
-    parser.add_argument("--max-requests", type=int, default=10_000, help="per phase (10000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every server (3)")
+    parser.add_argument(
+        "--max-requests", type=int, default=200, help="POSTs per phase (200), warm-up too"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=120.0, help="longest measured phase (120 s)"
+    )
+    parser.add_argument("--warmup-seconds", type=float, default=2.0, help="uncounted (2 s)")
     parser.add_argument("--concurrency", type=int, default=4, help="connections (4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes of every server (default: one per core, as spend-receiver)",
+    )
     parser.add_argument("--batch-size", type=int, default=512, help="events per body (512)")
     parser.add_argument("--bodies", type=int, default=4, help="distinct bodies (4)")
     parser.add_argument(
@@ -203,7 +228,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
     options = parser.parse_args(argv)
-    for name in ("rounds", "max_requests", "concurrency", "batch_size", "bodies"):
+    for name in ("rounds", "max_requests", "concurrency", "batch_size", "bodies", "workers"):
         if getattr(options, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if options.seconds <= 0 or options.warmup_seconds < 0:
@@ -226,8 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         with S3Server() if options.s3 else nullcontext() as s3:
+            if s3 is not None:  # to read the landing back from the bucket
+                os.environ.update(s3.env(direct=True))
             for round_number in range(1, options.rounds + 1):
-                servers = [run_baseline, run_receiver]
+                servers = [
+                    partial(run_baseline, parse=False),
+                    partial(run_baseline, parse=True),
+                    run_receiver,
+                ]
                 if s3 is not None:
                     servers.append(partial(run_receiver, s3=s3))
                 for run_server in servers:

@@ -22,8 +22,10 @@ from typing import Any
 
 from receiver.auth import bearer_allowed
 from receiver.commit import GroupCommitter
+from receiver.connections import OPEN_CONNECTIONS_STATE
 from receiver.decode import BadRequest, decode_events, gunzip
 from receiver.heartbeat import DEFAULT_HEARTBEAT_SECONDS, HeartbeatWriter
+from receiver.memory import settle_memory
 from receiver.metrics import ReceiverMetrics
 from resources.landing import LandingZone
 from resources.landing_record import DEFAULT_HEADER_MAP, project_batch
@@ -56,6 +58,9 @@ class ReceiverConfig:
     writer_id: str = field(default_factory=default_writer_id)
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    # The folder the workers of a multi-process receiver share their metrics in (None: one
+    # process, metrics in memory).
+    metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.require_auth and not self.tokens:
@@ -71,37 +76,57 @@ class ReceiverConfig:
 class ReceiverApp:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config
-        self.metrics = ReceiverMetrics()
         self.zone = LandingZone(config.data_dir, writer_id=config.writer_id)
+        self.metrics = ReceiverMetrics(config.writer_id, config.metrics_dir)
         self.committer = GroupCommitter(self.zone, self.metrics)
         self.heartbeat = HeartbeatWriter(
             self.zone, config.heartbeat_seconds, alive=self.committer.alive
         )
+        self._worker_header = [(b"x-receiver-worker", config.writer_id.encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
             return
         if scope["type"] != "http":
             return
         route = (scope["method"], scope["path"])
         if route == ("POST", CALLBACK_PATH):
             await self._callback(scope, receive, send)
-        elif route == ("GET", "/healthz"):
+        elif route == ("GET", "/healthz"):  # this worker's landing writer
             alive = self.committer.alive()
-            await _respond(send, 200 if alive else 503, {"status": "ok" if alive else "down"})
-        elif route == ("GET", "/metrics"):
+            answer = {"status": "ok" if alive else "down"}
+            await _respond(send, 200 if alive else 503, answer, self._worker_header)
+        elif route == ("GET", "/metrics"):  # every worker's
             body = self.metrics.render().encode()
-            await _respond_bytes(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+            content_type = b"text/plain; version=0.0.4; charset=utf-8"
+            await _respond_bytes(send, 200, body, content_type, self._worker_header)
         elif scope["path"] in (CALLBACK_PATH, "/healthz", "/metrics"):
             await _respond(send, 405, {"error": f"method {scope['method']} not allowed"})
         else:
             await _respond(send, 404, {"error": "not found"})
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    def _count_connections(self, open_connections: int) -> None:
+        self.metrics.open_connections = open_connections
+
+    def _over_share_of_connections(self) -> bool:
+        """Whether this worker holds more than its share of the receiver's connections: then
+        it asks the client to reconnect (``Connection: close`` on the answer), and the new
+        connection goes to whichever worker accepts it. A client that keeps its connection
+        (LiteLLM does, under load) would otherwise stay with the worker that first accepted
+        it, and a few busy connections could all load one worker while the others idle."""
+        if self.config.metrics_dir is None or self.metrics.open_connections <= 1:
+            return False
+        counts = self.metrics.open_connections_per_worker()
+        return counts[0] > -(-sum(counts) // len(counts))  # above the ceiling of the mean
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                settle_memory()
+                if isinstance(state := scope.get("state"), dict):  # the server's connections
+                    state[OPEN_CONNECTIONS_STATE] = self._count_connections
                 self.committer.start()
                 self.heartbeat.start()
                 log.info(
@@ -119,7 +144,12 @@ class ReceiverApp:
             elif message["type"] == "lifespan.shutdown":
                 self.heartbeat.stop()
                 self.committer.stop()
-                log.info("landing writer stopped after %d commit(s)", self.metrics.commits)
+                self.metrics.close()
+                log.info(
+                    "landing writer stopped after %d commit(s) (writer %s)",
+                    self.metrics.commits,
+                    self.config.writer_id,
+                )
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -142,6 +172,8 @@ class ReceiverApp:
             )
         self.metrics.requests[status] += 1
         extra = _EXTRA_HEADERS.get(status, [])
+        if status == 200 and self._over_share_of_connections():
+            extra = [*extra, _RECONNECT]
         await _respond(send, status, answer, extra)
 
     async def _land(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
@@ -184,6 +216,9 @@ _EXTRA_HEADERS = {
     408: [(b"connection", b"close")],
     503: [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
 }
+
+
+_RECONNECT = (b"connection", b"close")
 
 
 class _ClientGone(Exception):

@@ -66,6 +66,13 @@ class GroupCommitter:
         await future
 
     def _run(self) -> None:
+        self.metrics.writer_up = 1
+        try:
+            self._serve_queue()
+        finally:
+            self.metrics.writer_up = 0
+
+    def _serve_queue(self) -> None:
         stopping = False
         while not stopping:
             group = [self._queue.get()]
@@ -90,6 +97,6 @@ class GroupCommitter:
         else:
             self.metrics.commits += 1
             self.metrics.landed_bytes += result.bytes
-            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self.metrics.observe_commit(time.perf_counter() - started)
         for p in pending:
             p.loop.call_soon_threadsafe(_resolve, p.future, error)

@@ -20,7 +20,8 @@ from typing import Any
 
 import msgspec
 
-from resources.landing_record import PAYLOAD_FIELDS, InvalidEvent, json_type
+from resources.landing_payload import Payload, payload_of
+from resources.landing_record import InvalidEvent, json_type
 
 
 class BadRequest(Exception):
@@ -77,31 +78,21 @@ def _loads(data: bytes) -> Any:
         raise ValueError("nested too deeply") from None
 
 
-# Decodes only PAYLOAD_FIELDS of each event and skips the rest unbuilt, which makes a
-# LiteLLM body about three times faster to decode than with ``json.loads``. It accepts
-# strictly less than ``json.loads`` (no NaN, no lone surrogates, no out-of-range floats,
-# no non-object events), and anything it refuses takes the general path below.
-_Fields = msgspec.defstruct(
-    "Fields", [(name, Any, msgspec.UNSET) for name in PAYLOAD_FIELDS], gc=False
-)
-_EVENTS = msgspec.json.Decoder(list[_Fields] | _Fields)
-_EVENT = msgspec.json.Decoder(_Fields)
+# Decodes each event into the typed ``Payload`` of the fields the landing reads and skips the
+# rest unbuilt (prompts, responses, keys, price maps: most of a LiteLLM event's bytes). Any
+# JSON type is taken in a read field, so only what is not JSON to msgspec fails a body here:
+# syntax, nesting past its limit, invalid UTF-8 or a lone surrogate in a read field, NaN and
+# numbers out of a float's range. Such a body takes the general path below, event by event.
+_EVENTS = msgspec.json.Decoder(list[Payload] | Payload)
+_EVENT = msgspec.json.Decoder(Payload)
 # What msgspec raises on input it cannot take: a syntax or type error, nesting past its
 # recursion limit, or invalid UTF-8 in a field it builds.
 _MSGSPEC_REFUSALS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 
-def _as_dict(fields: Any) -> dict[str, Any]:
-    """The event's fields that were present, as ``json.loads`` would have given them."""
-    return {
-        name: value
-        for name in PAYLOAD_FIELDS
-        if (value := getattr(fields, name)) is not msgspec.UNSET
-    }
-
-
 def decode_events(body: bytes) -> list[Any]:
-    """The events of a body; an event that cannot be decoded becomes an ``InvalidEvent``.
+    """The events of a body: a ``Payload`` for each JSON object, an ``InvalidEvent`` for an
+    event that cannot be decoded, and any other JSON value as it is (the landing refuses it).
 
     Raises ``BadRequest`` (400) when the body holds no JSON object.
     """
@@ -109,7 +100,7 @@ def decode_events(body: bytes) -> list[Any]:
         document = _EVENTS.decode(body)
     except _MSGSPEC_REFUSALS:
         return _decode_events_one_by_one(body)
-    return [_as_dict(f) for f in document] if isinstance(document, list) else [_as_dict(document)]
+    return document if isinstance(document, list) else [document]
 
 
 def _decode_events_one_by_one(body: bytes) -> list[Any]:
@@ -127,7 +118,7 @@ def _decode_events_one_by_one(body: bytes) -> list[Any]:
         if b"\n" in stripped:  # several lines that are not one document: NDJSON
             return _decode_ndjson(stripped, str(exc))
         raise BadRequest(400, str(exc)) from None
-    if isinstance(document, dict):
+    if isinstance(document, Payload):
         return [document]
     raise BadRequest(400, f"body is a JSON {json_type(document)}, expected an array or object")
 
@@ -146,21 +137,23 @@ def _decode_ndjson(body: bytes, document_error: str) -> list[Any]:
         for number, line in enumerate(body.split(b"\n"), start=1)
         if line.strip(b" \t\r")
     ]
-    if not any(isinstance(event, dict) for event in events):
+    if not any(isinstance(event, Payload) for event in events):
         raise BadRequest(400, f"{document_error}, and no line of it is a JSON object")
     return events
 
 
 def _decode_value(data: bytes) -> Any:
-    """One JSON value; ``ValueError`` with a reason that quotes nothing of ``data``."""
+    """One JSON value, a ``Payload`` if it is an object; ``ValueError`` with a reason that
+    quotes nothing of ``data``."""
     try:
-        return _as_dict(_EVENT.decode(data))
+        return _EVENT.decode(data)
     except _MSGSPEC_REFUSALS:
         pass  # the general decoder takes what msgspec refuses, or says why not
     try:
-        return _loads(data)
+        value = _loads(data)
     except ValueError as exc:
         raise ValueError(_json_error(exc)) from None
+    return payload_of(value) if isinstance(value, dict) else value
 
 
 def _decode_event(data: bytes, where: str) -> Any:

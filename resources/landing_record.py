@@ -16,10 +16,19 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
 
+from resources.landing_payload import (
+    PAYLOAD_FIELDS,
+    ErrorInformation,
+    Metadata,
+    NotAPayload,
+    Payload,
+    payload_of,
+)
 from resources.litellm_usage import CACHE_CREATION_PATHS, CACHE_READ_PATHS, cache_token_counts
 
 # The attribution headers a landed line can carry (the reader's schema). A deployment may
@@ -80,6 +89,8 @@ def _text(value: Any, name: str) -> str | None:
     """A text field; a number is taken as its text, an object or list is refused (it could
     carry content, and its repr is no id or name). Reasons name the field and the JSON
     type, never the value: a wrong-typed field may hold a secret."""
+    if type(value) is str and value.isascii():  # nearly every id and name
+        return value
     if value is None:
         return None
     if isinstance(value, str):
@@ -128,8 +139,9 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _epoch(payload: Mapping[str, Any], key: str, required: bool) -> float | None:
-    value = payload.get(key)
+def _epoch(value: Any, key: str, required: bool) -> float | None:
+    if type(value) is float and EPOCH_RANGE[0] <= value < EPOCH_RANGE[1]:  # nearly always
+        return value
     if value is None:
         if required:
             raise InvalidEvent(f"missing {key}")
@@ -143,6 +155,8 @@ def _epoch(payload: Mapping[str, Any], key: str, required: bool) -> float | None
 
 
 def _cost(value: Any) -> str:
+    if type(value) is float and 0.0 <= value <= MAX_COST:  # finite: NaN compares false
+        return repr(value)
     if value is None:
         return "0.0"
     cost = _finite(value)
@@ -155,8 +169,9 @@ def _cost(value: Any) -> str:
     return repr(cost)
 
 
-def _tokens(payload: Mapping[str, Any], key: str) -> int:
-    value = payload.get(key)
+def _tokens(value: Any, key: str) -> int:
+    if type(value) is int and 0 <= value <= MAX_TOKENS:  # nearly always
+        return value
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
@@ -199,30 +214,8 @@ def attribution_header_map(spec: str | Sequence[str] | None = None) -> dict[str,
     return mapping
 
 
-# Every top-level field of a StandardLoggingPayload that ``landing_record`` reads: a decoder
-# may skip the rest (prompts, responses, model_map_information: most of an event's bytes).
-PAYLOAD_FIELDS = (
-    "id",
-    "litellm_call_id",
-    "call_type",
-    "status",
-    "startTime",
-    "endTime",
-    "model",
-    "model_group",
-    "custom_llm_provider",
-    "response_cost",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cache_hit",
-    "request_tags",
-    "metadata",
-    "error_information",
-)
-
-
-# Every path of a StandardLoggingPayload the landing reads, dotted from the event's top.
+# Every path of a StandardLoggingPayload the landing reads, dotted from the event's top: the
+# leaves of ``resources.landing_payload.Payload``, which a decoder builds and nothing else.
 # tests/receiver/test_litellm_fields.py finds each in every captured body of every tested
 # LiteLLM version (where that kind of event carries it), so a field a new version renames
 # fails a test instead of landing as a silent null.
@@ -237,6 +230,8 @@ READ_PATHS = (
     "metadata.user_api_key_team_alias",
     "metadata.user_api_key_team_id",
     "metadata.user_api_key_user_id",
+    "metadata.team_alias",
+    "metadata.team_id",
     "metadata.usage_object",
     *ERROR_READ_PATHS,
     *CACHE_TOKEN_READ_PATHS,
@@ -248,65 +243,88 @@ def landing_record(
     received_at: float,
     header_map: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Validate one StandardLoggingPayload and project it onto the landing allow-list."""
-    if isinstance(payload, InvalidEvent):  # a decoder already knows why it is unusable
-        raise payload
-    if not isinstance(payload, Mapping):
-        raise InvalidEvent(f"event is a JSON {json_type(payload)}, not an object")
-    request_id = _text(payload.get("id"), "id")
-    call_id = _text(payload.get("litellm_call_id"), "litellm_call_id")
+    """Validate one event and project it onto the landing allow-list.
+
+    ``payload`` is a ``Payload`` (what the receiver decodes a body into), a mapping (read as
+    a ``Payload``, as ``json.loads`` would give it), or an ``InvalidEvent`` a decoder made."""
+    if type(payload) is not Payload:
+        payload = _as_payload(payload)
+    request_id = _text(payload.id, "id")
+    call_id = _text(payload.litellm_call_id, "litellm_call_id")
     if not request_id and not call_id:
         raise InvalidEvent("missing id and litellm_call_id")
-    start = _epoch(payload, "startTime", required=True)
-    end = _epoch(payload, "endTime", required=False)
-    metadata = payload.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
+    start = _epoch(payload.startTime, "startTime", required=True)
+    end = _epoch(payload.endTime, "endTime", required=False)
+    metadata = payload.metadata or _NO_METADATA  # an empty value of any type is no metadata
+    if type(metadata) is not Metadata:
         raise InvalidEvent("metadata is not an object")
-    custom = metadata.get("requester_custom_headers") or {}
-    custom = {str(k).lower(): v for k, v in custom.items()} if isinstance(custom, Mapping) else {}
-    tags = payload.get("request_tags") or []
-    if not isinstance(tags, list):
+    custom = metadata.requester_custom_headers
+    custom = {k.lower(): v for k, v in custom.items()} if type(custom) is dict else {}
+    tags = payload.request_tags or []
+    if type(tags) is not list:
         raise InvalidEvent("request_tags is not a list")
-    error = payload.get("error_information")
-    error = error if isinstance(error, Mapping) else {}
-    cache_read, cache_creation = cache_token_counts(metadata.get("usage_object"))
+    error = payload.error_information
+    error = error if type(error) is ErrorInformation else _NO_ERROR
+    cache_read, cache_creation = cache_token_counts(metadata.usage_object)
+    cache_hit = payload.cache_hit
     return {
         "request_id": request_id,
         "litellm_call_id": call_id,
-        "call_type": _text(payload.get("call_type"), "call_type"),
-        "status": _text(payload.get("status"), "status") or "success",
+        "call_type": _text(payload.call_type, "call_type"),
+        "status": _text(payload.status, "status") or "success",
         "start_time": start,
         "end_time": end if end is not None else start,
-        "model": _text(payload.get("model"), "model"),
-        "model_group": _text(payload.get("model_group"), "model_group"),
-        "custom_llm_provider": _text(payload.get("custom_llm_provider"), "custom_llm_provider"),
-        "response_cost": _cost(payload.get("response_cost")),
-        "prompt_tokens": _tokens(payload, "prompt_tokens"),
-        "completion_tokens": _tokens(payload, "completion_tokens"),
-        "total_tokens": _tokens(payload, "total_tokens"),
-        "cache_hit": payload.get("cache_hit")
-        if isinstance(payload.get("cache_hit"), bool)
-        else None,
-        "request_tags": [_text(t, "a request tag") for t in tags if t is not None],
-        "team_id": _text(
-            metadata.get("user_api_key_team_id") or metadata.get("team_id"), "team_id"
-        ),
-        "team_alias": _text(
-            metadata.get("user_api_key_team_alias") or metadata.get("team_alias"), "team_alias"
-        ),
-        "key_alias": _text(metadata.get("user_api_key_alias"), "key_alias"),
-        "user_id": _text(metadata.get("user_api_key_user_id"), "user_id"),
+        "model": _text(payload.model, "model"),
+        "model_group": _text(payload.model_group, "model_group"),
+        "custom_llm_provider": _text(payload.custom_llm_provider, "custom_llm_provider"),
+        "response_cost": _cost(payload.response_cost),
+        "prompt_tokens": _tokens(payload.prompt_tokens, "prompt_tokens"),
+        "completion_tokens": _tokens(payload.completion_tokens, "completion_tokens"),
+        "total_tokens": _tokens(payload.total_tokens, "total_tokens"),
+        "cache_hit": cache_hit if isinstance(cache_hit, bool) else None,
+        "request_tags": [
+            t if type(t) is str and t.isascii() else _text(t, "a request tag")
+            for t in tags
+            if t is not None
+        ],
+        "team_id": _text(metadata.user_api_key_team_id or metadata.team_id, "team_id"),
+        "team_alias": _text(metadata.user_api_key_team_alias or metadata.team_alias, "team_alias"),
+        "key_alias": _text(metadata.user_api_key_alias, "key_alias"),
+        "user_id": _text(metadata.user_api_key_user_id, "user_id"),
         "headers": {
-            landed: _text(custom[source], f"header {source}").strip()[:MAX_HEADER_VALUE]
+            landed: value.strip()[:MAX_HEADER_VALUE]
+            if type(value) is str and value.isascii()
+            else _header(value, source)
             for landed, source in (header_map or DEFAULT_HEADER_MAP).items()
-            if custom.get(source) not in (None, "")
+            if (value := custom.get(source)) not in (None, "")
         },
-        "error_class": _text(error.get("error_class"), "error_class") or None,
-        "error_code": _text(error.get("error_code"), "error_code") or None,
+        "error_class": _text(error.error_class, "error_class") or None,
+        "error_code": _text(error.error_code, "error_code") or None,
         "cache_read_tokens": cache_read,
         "cache_creation_tokens": cache_creation,
         "received_at": received_at,
     }
+
+
+def _header(value: Any, source: str) -> str:
+    return _text(value, f"header {source}").strip()[:MAX_HEADER_VALUE]
+
+
+_NO_METADATA = Metadata()
+_NO_ERROR = ErrorInformation()
+
+
+def _as_payload(event: Any) -> Payload:
+    if isinstance(event, InvalidEvent):  # a decoder already knows why it is unusable
+        raise event
+    if isinstance(event, Payload):
+        return event
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(f"event is a JSON {json_type(event)}, not an object")
+    try:
+        return payload_of(event)
+    except NotAPayload as exc:
+        raise InvalidEvent(str(exc)) from None
 
 
 DEFAULT_HEADER_MAP = attribution_header_map()
@@ -315,8 +333,19 @@ DEFAULT_HEADER_MAP = attribution_header_map()
 def event_hour(record: Mapping[str, Any]) -> datetime:
     """The UTC hour of ``startTime`` to the millisecond, as LiteLLM's database stores it
     (``timestamp(3)`` rounds): 11:59:59.9996 is hour 12 in both sources."""
-    start = datetime.fromtimestamp(round(record["start_time"], 3), tz=timezone.utc)
-    return start.replace(minute=0, second=0, microsecond=0)
+    return _hour_start(_hour_number(record["start_time"]))
+
+
+def _hour_number(start: float) -> int:
+    """Hours since the epoch of ``start`` rounded to the millisecond."""
+    hour = int(start // 3600)
+    if 0.001 < start - hour * 3600 < 3599.999:  # rounding cannot cross an hour: skip it
+        return hour
+    return int(round(start, 3) // 3600)
+
+
+def _hour_start(number: int) -> datetime:
+    return datetime.fromtimestamp(number * 3600, tz=timezone.utc)
 
 
 @dataclass
@@ -353,23 +382,28 @@ def project_batch(
 ) -> LandingBatch:
     """Validate and project a batch; an invalid event becomes a reject, never an exception."""
     batch = LandingBatch(received_at=time.time() if received_at is None else received_at)
+    hours: dict[int, list[dict[str, Any]]] = {}  # by hour number: a batch has few hours
     for index, payload in enumerate(payloads):
         try:
             record = landing_record(payload, batch.received_at, header_map)
         except InvalidEvent as exc:
             batch.rejects.append(quarantine_entry(payload, index, str(exc), batch.received_at))
             continue
-        batch.by_hour.setdefault(event_hour(record), []).append(record)
+        number = _hour_number(record["start_time"])
+        if number not in hours:
+            hours[number] = batch.by_hour.setdefault(_hour_start(number), [])
+        hours[number].append(record)
     return batch
 
 
 def quarantine_entry(payload: Any, index: int, reason: str, received_at: float) -> dict[str, Any]:
     """Where a rejected event was and why, with its ids only: its body may hold content."""
     ids = {}
-    if isinstance(payload, Mapping):  # text ids only: whatever else is there may be the problem
+    if isinstance(payload, Payload | Mapping):  # text ids only: anything else may be the problem
+        read = payload.get if isinstance(payload, Mapping) else partial(getattr, payload)
         ids = {
             k: v
             for k in ("id", "litellm_call_id")
-            if isinstance(v := payload.get(k), str) and landable_text(v)
+            if isinstance(v := read(k), str) and landable_text(v)
         }
     return {"index": index, "reason": reason, "received_at": received_at, **ids}

@@ -5,12 +5,15 @@ log's ``metadata``. OpenAI-style providers report cached prompt tokens as
 ``prompt_tokens_details.cached_tokens``; Anthropic-style ones as ``cache_read_input_tokens``
 and ``cache_creation_input_tokens`` (LiteLLM copies those to the top level of the usage). The
 first path with a count wins. A usage without any of them has no count: null, never zero.
+The usage is a mapping (a spend log's JSON) or the typed ``Usage`` the receiver decodes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 # Paths inside the usage object, first found wins.
 CACHE_READ_PATHS = (("prompt_tokens_details", "cached_tokens"), ("cache_read_input_tokens",))
@@ -30,19 +33,28 @@ def _count(value: Any) -> int | None:
     return int(value) if 0 <= value <= _MAX_TOKENS else None
 
 
-def _first(usage: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> int | None:
+def _first(usage: Any, paths: tuple[tuple[str, ...], ...]) -> int | None:
     for path in paths:
         value: Any = usage
         for key in path:
-            value = value.get(key) if isinstance(value, Mapping) else None
-        if (count := _count(value)) is not None:
+            if value is None:
+                break
+            if isinstance(value, msgspec.Struct):
+                value = getattr(value, key, None)
+            elif isinstance(value, Mapping):
+                value = value.get(key)
+            else:
+                value = None
+                break
+        if value is not None and (count := _count(value)) is not None:
             return count
     return None
 
 
 def cache_token_counts(usage: Any) -> tuple[int | None, int | None]:
-    """``(cache_read_tokens, cache_creation_tokens)`` of a usage object (a dict or None)."""
-    if not isinstance(usage, Mapping):
+    """``(cache_read_tokens, cache_creation_tokens)`` of a usage object (a mapping, a typed
+    usage, or anything else, which has no counts)."""
+    if not isinstance(usage, msgspec.Struct | Mapping):
         return None, None
     return _first(usage, CACHE_READ_PATHS), _first(usage, CACHE_CREATION_PATHS)
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from benchmarks.receiver_bodies import BenchmarkBodies, build_bodies, last_full_hour, load_templates
-from benchmarks.receiver_report import commit_summary
+from benchmarks.receiver_report import commit_summary, worker_events
 from benchmarks.receiver_throughput import LandingMismatch, verify_landing
 from resources.landing import LandingZone
 
@@ -48,24 +48,29 @@ def test_last_full_hour_is_the_closed_hour_before_now():
     assert last_full_hour(now) == HOUR
 
 
-def test_commit_summary_is_the_growth_between_two_metric_samples():
+def test_commit_summary_is_the_growth_between_two_scrapes_over_every_worker():
     before = {
-        "spend_receiver_commits_total": 10.0,
-        "spend_receiver_commit_seconds_sum": 0.5,
-        "spend_receiver_events_accepted_total": 5120.0,
-        'spend_receiver_requests_total{code="200"}': 10.0,
+        'spend_receiver_commits_total{worker="a"}': 10.0,
+        'spend_receiver_commit_seconds_sum{worker="a"}': 0.5,
+        'spend_receiver_events_accepted_total{worker="a"}': 5120.0,
+        'spend_receiver_requests_total{code="200",worker="a"}': 10.0,
     }
     after = {
-        "spend_receiver_commits_total": 20.0,
-        "spend_receiver_commit_seconds_sum": 0.7,
-        "spend_receiver_events_accepted_total": 20480.0,
-        'spend_receiver_requests_total{code="200"}': 40.0,
+        'spend_receiver_commits_total{worker="a"}': 15.0,
+        'spend_receiver_commit_seconds_sum{worker="a"}': 0.6,
+        'spend_receiver_events_accepted_total{worker="a"}': 10240.0,
+        'spend_receiver_requests_total{code="200",worker="a"}': 20.0,
+        'spend_receiver_commits_total{worker="b"}': 5.0,
+        'spend_receiver_commit_seconds_sum{worker="b"}': 0.1,
+        'spend_receiver_events_accepted_total{worker="b"}': 10240.0,
+        'spend_receiver_requests_total{code="200",worker="b"}': 20.0,
     }
     summary = commit_summary(before, after)
     assert (summary.commits, summary.events, summary.requests) == (10, 15360, 30)
     assert summary.mean_commit_ms == pytest.approx(20.0)
     assert summary.events_per_commit == 1536
     assert summary.requests_per_commit == 3
+    assert worker_events(before, after) == [10240, 5120]
 
 
 def test_verify_landing_accepts_exactly_the_acknowledged_events(tmp_path):

@@ -68,8 +68,8 @@ def test_two_receivers_and_a_pipeline_on_one_bucket_make_the_local_run_s_cbf_fil
 
     # Host A and host B: a receiver each, taking turns at LiteLLM's batches.
     with (
-        ReceiverProcess(s3_root, env=s3_server.env(), log_dir=tmp_path) as host_a,
-        ReceiverProcess(s3_root, env=s3_server.env(), log_dir=tmp_path) as host_b,
+        ReceiverProcess(s3_root, "--workers", "1", env=s3_server.env(), log_dir=tmp_path) as host_a,
+        ReceiverProcess(s3_root, "--workers", "1", env=s3_server.env(), log_dir=tmp_path) as host_b,
     ):
         for n, (_, payloads) in enumerate(traffic.batches):
             receiver = (host_a, host_b)[n % 2]
@@ -77,10 +77,15 @@ def test_two_receivers_and_a_pipeline_on_one_bucket_make_the_local_run_s_cbf_fil
                 receiver.callback_url, content=encode_batch(payloads), headers=receiver.auth
             )
             assert answer.status_code == 200, answer.text
+    keys = s3_server.objects(bucket(s3_root))
     writers = {
-        key.rsplit("/", 1)[-1].rsplit("-", 1)[0] for key in s3_server.objects(bucket(s3_root))
+        key.rsplit("/", 1)[-1].rsplit("-", 1)[0] for key in keys if "/_heartbeat/" not in key
     }
     assert len(writers) == 2  # each process wrote its own objects
+    heartbeats = {
+        key.rsplit("/", 1)[-1].removesuffix(".json") for key in keys if "/_heartbeat/" in key
+    }
+    assert heartbeats == writers  # and said it was up under the same name
 
     # Host C: the pipeline through the real dagster CLI, from a folder of its own, with no
     # data directory anywhere on its disk.

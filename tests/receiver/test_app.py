@@ -247,7 +247,7 @@ def test_the_default_port_is_the_documented_one():
 
 
 def test_sigterm_stops_gracefully_after_the_writer_drains(tmp_path):
-    running = ReceiverProcess(tmp_path / "data").start()
+    running = ReceiverProcess(tmp_path / "data", "--workers", "1").start()
     assert post(running, ARRAY_BODY).status_code == 200
     # uvicorn re-raises the signal once shut down, so the status is SIGTERM's own.
     assert running.stop() == -signal.SIGTERM

@@ -18,7 +18,8 @@ HEADER_TIMEOUT = 0.5
 @pytest.fixture(scope="module")
 def receiver(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("connections") / "data"
-    flags = ["--header-timeout", str(HEADER_TIMEOUT), "--body-timeout", "1"]
+    # One process: the limits are a worker's, and its file descriptors are counted.
+    flags = ["--workers", "1", "--header-timeout", str(HEADER_TIMEOUT), "--body-timeout", "1"]
     with ReceiverProcess(data_dir, *flags, "--keep-alive-timeout", "0.5") as running:
         yield running
 
@@ -116,7 +117,7 @@ def test_hundreds_of_stalled_connections_are_all_closed(receiver):
 
 
 def test_over_the_connection_limit_a_request_is_answered_503(tmp_path):
-    flags = ["--max-connections", "5", "--header-timeout", "30"]
+    flags = ["--workers", "1", "--max-connections", "5", "--header-timeout", "30"]
     with ReceiverProcess(tmp_path / "data", *flags) as limited:
         idle = [connect(limited) for _ in range(5)]
         try:
@@ -136,6 +137,22 @@ def test_over_the_connection_limit_a_request_is_answered_503(tmp_path):
                 break
             time.sleep(0.1)
         assert answer.status_code == 200
+
+
+def test_the_body_buffer_is_uvicorns_own_flow_control_with_a_larger_limit():
+    import inspect
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from receiver.connections import HeaderTimeoutProtocol
+
+    def code(method) -> str:
+        """The method's code without comments or any whitespace (formatting aside)."""
+        lines = inspect.getsource(method).splitlines()
+        return "".join("".join(line.split("#")[0].split()) for line in lines)
+
+    ours = code(HeaderTimeoutProtocol.on_body).replace("BODY_BUFFER_BYTES", "HIGH_WATER_LIMIT")
+    assert ours == code(HttpToolsProtocol.on_body)
 
 
 def test_timeouts_and_limits_must_be_positive(tmp_path):

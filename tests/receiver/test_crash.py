@@ -1,4 +1,5 @@
-"""``kill -9`` during load: every acknowledged event is landed and every file reads whole."""
+"""``kill -9`` during load: every acknowledged event is landed and every file reads whole,
+with one receiver process and with two workers (every process of the receiver killed)."""
 
 import copy
 import random
@@ -63,9 +64,9 @@ def drive(url: str, auth: dict, worker: int, round_: int, load: Load, stop: thre
                     load.acknowledged.update(e["id"] for e in events)
 
 
-def crash_once(data_dir, round_: int, rng: random.Random) -> Load:
+def crash_once(data_dir, round_: int, rng: random.Random, processes: str) -> Load:
     load, stop = Load(), threading.Event()
-    with ReceiverProcess(data_dir) as receiver:
+    with ReceiverProcess(data_dir, "--workers", processes) as receiver:
         workers = [
             threading.Thread(
                 target=drive, args=(receiver.callback_url, receiver.auth, w, round_, load, stop)
@@ -82,11 +83,11 @@ def crash_once(data_dir, round_: int, rng: random.Random) -> Load:
     return load
 
 
-@pytest.fixture(scope="module")
-def crashes(tmp_path_factory):
+@pytest.fixture(scope="module", params=["1", "2"], ids=["one-process", "two-workers"])
+def crashes(request, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("crash") / "data"
     rng = random.Random(20261123)
-    loads = [crash_once(data_dir, round_, rng) for round_ in range(ROUNDS)]
+    loads = [crash_once(data_dir, round_, rng, request.param) for round_ in range(ROUNDS)]
     return data_dir, loads
 
 

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from receiver.decode import BadRequest, decode_events, gunzip, split_json_array
+from resources.landing_payload import Payload
 from resources.landing_record import InvalidEvent
 from tests.samples import LITELLM_FIXTURES
 
@@ -18,19 +19,34 @@ def test_json_array_ndjson_and_single_bodies_decode_to_their_events():
     ndjson = decode_events(fixture_bytes("generic_api_ndjson_batch.ndjson"))
     single = decode_events(fixture_bytes("generic_api_failure_event.json"))
     assert [len(array), len(ndjson), len(single)] == [3, 3, 1]
-    assert all(isinstance(e, dict) and e["id"] for e in array + ndjson + single)
+    assert all(isinstance(e, Payload) and e.id for e in array + ndjson + single)
+
+
+def test_an_event_is_decoded_to_the_read_fields_only():
+    (event,) = decode_events(fixture_bytes("generic_api_failure_event.json"))
+    assert event.error_information.error_class == "InternalServerError"
+    assert event.metadata.requester_custom_headers["x-department"]
+    assert not hasattr(event, "messages") and not hasattr(event.metadata, "user_api_key_hash")
+
+
+def test_a_read_field_of_any_json_type_is_decoded_as_what_it_is():
+    body = b'[{"id": 7, "model": {"secret": "x"}, "prompt_tokens": "12", "metadata": [],'
+    body += b' "request_tags": {}, "cache_hit": "yes", "error_information": "none"}]'
+    (event,) = decode_events(body)
+    assert (event.id, event.model, event.prompt_tokens) == (7, {"secret": "x"}, "12")
+    assert (event.metadata, event.request_tags, event.error_information) == ([], {}, "none")
 
 
 def test_ndjson_as_litellm_sends_it_without_a_trailing_newline():
     events = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
     body = "\n".join(json.dumps(e) for e in events).encode()
-    assert decode_events(body) == events
+    assert decode_events(body) == [Payload(id="a"), Payload(id="b"), Payload(id="c")]
 
 
 def test_a_bad_ndjson_line_becomes_an_invalid_event_at_its_place():
     body = b'{"id": "a"}\n{"id": "b", \n{"id": "c"}\n'
     events = decode_events(body)
-    assert events[0] == {"id": "a"} and events[2] == {"id": "c"}
+    assert events[0] == Payload(id="a") and events[2] == Payload(id="c")
     assert isinstance(events[1], InvalidEvent)
     assert str(events[1]).startswith("NDJSON line 2: invalid JSON")
 
@@ -133,8 +149,8 @@ def test_split_json_array_refuses_what_is_not_one_whole_array(body):
 def test_each_element_is_decoded_alone_so_one_bad_event_costs_only_itself():
     body = b'[{"id": "a"}, {"id": "b",}, {"id": "\xff"}, NaN, {"id": "c"}]'
     a, b, c, d, e = decode_events(body)
-    assert (a, e) == ({"id": "a"}, {"id": "c"})
+    assert (a, e) == (Payload(id="a"), Payload(id="c"))
     assert isinstance(b, InvalidEvent)
     assert str(b).startswith("event 1: invalid JSON: Expecting property name")
-    assert c == {"id": "\udcff"}  # the landing's text rule refuses it, naming the field
+    assert c == Payload(id="\udcff")  # the landing's text rule refuses it, naming the field
     assert math.isnan(d)

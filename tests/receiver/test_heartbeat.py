@@ -2,7 +2,6 @@
 and can write, on a local folder and on object storage; stopped, or cut off from its store,
 its heartbeat goes stale."""
 
-import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -29,22 +28,25 @@ def newest(root: str) -> Heartbeat | None:
 
 def test_a_running_receiver_refreshes_its_heartbeat_and_a_stopped_one_does_not(tmp_path):
     root = str(tmp_path / "data")
-    receiver = ReceiverProcess(root, *FAST).start()
+    receiver = ReceiverProcess(root, *FAST, "--workers", "2").start()
     try:
-        first = wait_for(lambda: newest(root))
-        pid = receiver.process.pid
-        assert first.writer.endswith(f"-{pid}") and first.started_at <= first.at
+        # Each worker writes as itself (<hostname>-<its pid>), so each keeps a heartbeat.
+        first = wait_for(lambda: len(LandingZone(root).heartbeats()) == 2 and newest(root))
+        writers = {beat.writer for beat in LandingZone(root).heartbeats()}
+        assert len(writers) == 2
+        assert not any(writer.endswith(f"-{receiver.process.pid}") for writer in writers)
+        assert first.started_at <= first.at
         wait_for(lambda: newest(root).at > first.at)  # the heartbeat moves on
-        # Graceful: uvicorn re-raises SIGTERM once shut down (see test_app).
-        assert receiver.stop() == -signal.SIGTERM
+        # Graceful: the supervisor drains its workers and exits 0 (see test_workers).
+        assert receiver.stop() == 0
         assert "landing writer stopped" in receiver.log_path.read_text()
     finally:
         receiver.kill()
-    last = newest(root)
+    last = LandingZone(root).heartbeats()
     time.sleep(1.5)
-    assert newest(root) == last  # nobody refreshes it: the check will see it go stale
-    assert [p.name for p in (tmp_path / "data" / "landing" / "_heartbeat").iterdir()] == [
-        f"{last.writer}.json"
+    assert LandingZone(root).heartbeats() == last  # nobody refreshes them: the check sees stale
+    assert sorted(p.name for p in (tmp_path / "data" / "landing" / "_heartbeat").iterdir()) == [
+        f"{writer}.json" for writer in sorted(writers)
     ]
 
 

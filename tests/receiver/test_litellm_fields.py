@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from resources.landing_payload import Payload
 from resources.landing_record import CACHE_TOKEN_READ_PATHS, ERROR_READ_PATHS, READ_PATHS
 from tests.litellm_install import PINNED_VERSION, TESTED_VERSIONS
 from tests.samples import LITELLM_FIXTURES
@@ -47,6 +49,9 @@ MAY_BE_NULL = {
     "metadata.user_api_key_team_alias": "a key without a team, or a team without an alias",
     "metadata.user_api_key_team_id": "a key without a team",
     "metadata.user_api_key_user_id": "a key without a user",
+    # Read when the key's team fields are empty.
+    "metadata.team_alias": "a request without a team, or a team without an alias",
+    "metadata.team_id": "a request without a team",
 }
 
 # A batch's events may be successes and failures; the other bodies are one event each.
@@ -165,6 +170,25 @@ def test_read_paths_are_unique_and_each_required_somewhere():
     required = {*EVERY_EVENT_PATHS, *ERROR_PATHS, *ANTHROPIC_PROMPT_CACHE_PATHS}
     assert required == set(READ_PATHS)
     assert set(MAY_BE_NULL) <= set(READ_PATHS)
+
+
+def struct_paths(struct: type[msgspec.Struct], prefix: str = "") -> set[str]:
+    """Every dotted path a typed structure decodes: its fields and those of the structures
+    under them (any ``Struct`` a field's type may be)."""
+    paths = set()
+    for field in msgspec.structs.fields(struct):
+        path = prefix + field.name
+        paths.add(path)
+        for member in getattr(field.type, "__args__", (field.type,)):
+            if isinstance(member, type) and issubclass(member, msgspec.Struct):
+                paths |= struct_paths(member, path + ".")
+    return paths
+
+
+def test_the_decoder_builds_exactly_the_read_paths():
+    # The only object on the way to read paths that is not itself read whole.
+    on_the_way = {"metadata.usage_object.prompt_tokens_details"}
+    assert struct_paths(Payload) == set(READ_PATHS) | on_the_way
 
 
 @pytest.mark.parametrize("body", BODIES, ids=body_id)

@@ -5,6 +5,8 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from resources.landing_record import (
     LANDING_SCHEMA,
@@ -154,3 +156,13 @@ def test_errors_and_caching_land_from_real_bodies_of_every_tested_version(versio
             None,
             None,
         )
+
+
+@given(
+    hour=st.integers(0, 10**6),
+    offset=st.floats(-0.002, 0.002) | st.floats(0, 3600),
+)
+def test_event_hour_is_the_hour_of_the_start_rounded_to_the_millisecond(hour, offset):
+    start = 946_684_800.0 + hour * 3600 + offset
+    expected = datetime.fromtimestamp(round(start, 3), tz=timezone.utc)
+    assert event_hour({"start_time": start}) == expected.replace(minute=0, second=0, microsecond=0)
