@@ -80,7 +80,7 @@ def receiver_status(heartbeats: Sequence[Heartbeat]) -> SourceStatus | None:
     if not heartbeats:
         return None
     newest = max(heartbeats, key=lambda beat: beat.at)
-    note = f"newest heartbeat of {len(heartbeats)} receiver(s): {newest.writer}"
+    note = f"newest heartbeat of {len(heartbeats)} receiver writer(s): {newest.writer}"
     return SourceStatus(WEBHOOK, newest.at, newest.at, note=note)
 
 

@@ -58,7 +58,7 @@ def test_a_stale_heartbeat_is_a_silent_receiver_named_with_its_last_word():
     assert not verdict.passed
     assert verdict.description == (
         "silent: webhook receiver since 2026-03-01T11:15Z (45 min, threshold 30): "
-        "newest heartbeat of 1 receiver(s): rx-a"
+        "newest heartbeat of 1 receiver writer(s): rx-a"
     )
     assert verdict.metadata["silent_sources"] == "webhook receiver"
     assert "| webhook receiver | 2026-03-01T11:15Z | 45 min | silent |" in str(
