@@ -10,6 +10,7 @@ the store away (``outage``) and restore, while moto keeps every object it holds.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tests.receiving import free_port
 REGION = "us-east-1"
 START_TIMEOUT_S = 60.0
 RELAY_BUFFER = 256 * 1024
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # moto colours its request log
 
 
 class Relay:
@@ -193,6 +195,12 @@ class S3Server:
             for info in infos
             if info.type == pafs.FileType.File
         }
+
+    def requests(self, method: str, path: str) -> int:
+        """How many ``method`` requests for ``path`` (``/bucket/key``) the server has logged."""
+        self._log.seek(0)
+        text = _ANSI.sub("", self._log.read().decode(errors="replace"))
+        return text.count(f'"{method} {path} HTTP/')
 
     @contextmanager
     def outage(self) -> Iterator[None]:
