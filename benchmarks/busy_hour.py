@@ -9,6 +9,8 @@ Each round measures, alternately:
 * **baseline**: ``benchmarks/duckdb_baseline.py`` in its own process, one hand-written
   DuckDB script from the same landing files to the same outputs (spend_events, the five
   aggregates and the CBF file, written);
+* **compute-only baseline**: the same script computing every output into memory and writing
+  nothing (the work without storing it);
 * **pipeline**: ``dagster job execute -j hourly_spend_job`` for that hour (a real CLI run on a
   fresh instance and an empty lake): ``litellm_webhook_events`` →
   ``spend_events`` → the five aggregates → ``cloudzero_cbf``, with every asset check.
@@ -68,10 +70,11 @@ class BaselineMeasure:
     peak_rss_mib: float
 
 
-def measure_baseline(data_dir: Path, mapping: Path, out: Path) -> BaselineMeasure:
-    command = [
-        sys.executable, "-m", "benchmarks.duckdb_baseline", str(data_dir), str(mapping), str(out)
-    ]  # fmt: skip
+def measure_baseline(data_dir: Path, mapping: Path, out: Path | None) -> BaselineMeasure:
+    """The baseline script in its own process: writing its outputs under ``out``, or with
+    ``out`` None computing them only."""
+    command = [sys.executable, "-m", "benchmarks.duckdb_baseline", str(data_dir), str(mapping)]
+    command += [str(out)] if out is not None else []
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     sampler = PeakSampler(process.pid)
@@ -123,8 +126,10 @@ def render(
     rounds: list[tuple[BaselineMeasure, RunMeasure]],
     cbf_row_count: int,
     on_s3: list[RunMeasure],
+    compute_only: list[BaselineMeasure],
 ) -> str:
     base = statistics.median(b.seconds for b, _ in rounds)
+    base_compute = statistics.median(b.seconds for b in compute_only)
     compute = statistics.median(r.compute_seconds for _, r in rounds)
     wall = statistics.median(r.wall_seconds for _, r in rounds)
     peak = max(r.peak_rss_mib for _, r in rounds)
@@ -149,6 +154,8 @@ def render(
         f"| summed step compute time | {compute:.2f} s | {base:.2f} s (the script, writing every output) | "
         f"**{ratio:.2f}** | ≤ {TARGETS['compute_ratio']} × baseline: "
         f"{verdict(ratio <= TARGETS['compute_ratio'])} |",
+        f"| the same, against computing without storing | {compute:.2f} s | {base_compute:.2f} s "
+        f"(the script, writing nothing) | **{compute / base_compute:.2f}** | – |",
         f"| wall time of the `dagster` CLI process | {wall:.2f} s | "
         f"{statistics.median(b.wall_seconds for b, _ in rounds):.2f} s | – | "
         f"≤ {TARGETS['wall_seconds']:.0f} s: {verdict(wall <= TARGETS['wall_seconds'])} |",
@@ -156,26 +163,40 @@ def render(
         f"{peak / base_peak:.2f} | ≤ {TARGETS['peak_gib']:.0f} GiB: "
         f"{verdict(peak <= TARGETS['peak_gib'] * 1024)} |",
         "",
-        "| round | baseline script s | pipeline compute s | run s (Dagster) | CLI wall s | "
-        "peak MiB |",
-        "|---|---|---|---|---|---|",
+        "| round | baseline script s | compute-only script s | pipeline compute s | "
+        "run s (Dagster) | CLI wall s | peak MiB |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for number, (b, r) in enumerate(rounds, start=1):
+    for number, ((b, r), c) in enumerate(zip(rounds, compute_only, strict=True), start=1):
         lines.append(
-            f"| {number} | {b.seconds:.2f} | {r.compute_seconds:.2f} | {r.run_seconds:.2f} | "
-            f"{r.wall_seconds:.2f} | {r.peak_rss_mib:,.0f} |"
+            f"| {number} | {b.seconds:.2f} | {c.seconds:.2f} | {r.compute_seconds:.2f} | "
+            f"{r.run_seconds:.2f} | {r.wall_seconds:.2f} | {r.peak_rss_mib:,.0f} |"
         )
     lines += object_storage_lines(rounds, on_s3)
-    lines += ["", "Compute time per step (median of rounds):", "", "| step | s | share |"]
-    lines.append("|---|---|---|")
-    steps = {
-        k: statistics.median(r.step_seconds[k] for _, r in rounds)
-        for k in rounds[0][1].step_seconds
-    }
-    for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {key} | {seconds:.2f} | {seconds / compute:.0%} |")
+    lines += step_lines([r for _, r in rounds], on_s3)
     lines += machine_section(machine)
     return "\n".join(lines) + "\n"
+
+
+def step_lines(local: list[RunMeasure], on_s3: list[RunMeasure]) -> list[str]:
+    """Compute time per step, medians of rounds (and on S3 beside it, when it ran)."""
+
+    def medians(runs: list[RunMeasure]) -> dict[str, float]:
+        return {k: statistics.median(r.step_seconds[k] for r in runs) for k in runs[0].step_seconds}
+
+    steps, total = medians(local), statistics.median(r.compute_seconds for r in local)
+    remote = medians(on_s3) if on_s3 else {}
+    lines = ["", "Compute time per step (median of rounds):", ""]
+    if remote:
+        lines += ["| step | s | share | s on S3 | S3 / local |", "|---|---|---|---|---|"]
+    else:
+        lines += ["| step | s | share |", "|---|---|---|"]
+    for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+        row = f"| {key} | {seconds:.2f} | {seconds / total:.0%} |"
+        if remote:
+            row += f" {remote[key]:.2f} | {remote[key] / seconds:.1f} |"
+        lines.append(row)
+    return lines
 
 
 def object_storage_lines(
@@ -228,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(data_dir / "landing", ignore_errors=True)  # a reused --work-dir too
         landed = land_hour(data_dir, HOUR, options.events, seed=1)
         machine = describe_machine(data_dir, PACKAGES, CODE_UNDER_TEST)
-        rounds, cbf_row_count, on_s3 = [], 0, []
+        rounds, cbf_row_count, on_s3, compute_only = [], 0, [], []
         with S3Server() if options.s3 else nullcontext() as s3:
             bucket = bucket_with_landing(s3, data_dir) if s3 else None
             for number in range(1, options.rounds + 1):
@@ -236,13 +257,15 @@ def main(argv: list[str] | None = None) -> int:
                 env = pipeline_environment(data_dir, work / f"home-{number}", START_DATE)
                 mapping = Path(env["SPEND_ATTRIBUTION_FILE"])
                 baseline_out = work / f"baseline-{number}"
+                compute_only.append(measure_baseline(data_dir, mapping, None))
                 baseline = measure_baseline(data_dir, mapping, baseline_out)
                 run = materialize(env, HOUR, HOUR)
                 cbf_row_count = verify(data_dir, baseline_out)
                 shutil.rmtree(baseline_out)
                 rounds.append((baseline, run))
                 print(
-                    f"round {number}: baseline {baseline.seconds:.2f} s, pipeline compute "
+                    f"round {number}: baseline {baseline.seconds:.2f} s (compute only "
+                    f"{compute_only[-1].seconds:.2f} s), pipeline compute "
                     f"{run.compute_seconds:.2f} s, wall {run.wall_seconds:.2f} s, "
                     f"peak {run.peak_rss_mib:,.0f} MiB",
                     file=sys.stderr,
@@ -263,7 +286,16 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
     publish(
-        render(options, shlex.join(sys.orig_argv), machine, landed, rounds, cbf_row_count, on_s3),
+        render(
+            options,
+            shlex.join(sys.orig_argv),
+            machine,
+            landed,
+            rounds,
+            cbf_row_count,
+            on_s3,
+            compute_only,
+        ),
         options.output,
     )
     return 0

@@ -10,9 +10,13 @@ pipeline's SQL so that agreeing with it is evidence; the benchmarks check that i
 skips what only the pipeline does: the raw ``litellm_webhook_events`` table, the database
 source and its merge, the check rules and Dagster.
 
+Without an output dir it is the compute-only baseline: the same statements, each result
+computed into memory and dropped (``spend_events`` kept as an in-memory table for the
+aggregates), nothing written.
+
 Run alone (its peak memory is measured this way)::
 
-    .venv/bin/python -m benchmarks.duckdb_baseline <data dir> <mapping.yaml> <output dir>
+    .venv/bin/python -m benchmarks.duckdb_baseline <data dir> <mapping.yaml> [<output dir>]
 """
 
 from __future__ import annotations
@@ -178,24 +182,35 @@ def landing_files(data_dir: Path) -> list[str]:
     return sorted(str(p) for p in (data_dir / "landing" / "litellm_webhook").glob("*/*/*.ndjson"))
 
 
-def run_baseline(data_dir: Path, mapping_file: Path, out: Path) -> float:
-    """Write every output under ``out``; returns the seconds it took (connection included)."""
-    out.mkdir(parents=True, exist_ok=True)
+def run_baseline(data_dir: Path, mapping_file: Path, out: Path | None) -> float:
+    """Write every output under ``out`` (or, with ``out`` None, compute each and drop it);
+    returns the seconds it took (connection included)."""
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with duckdb.connect(":memory:") as con:
         con.execute("SET TimeZone = 'UTC'")
         con.register("mapping", load_mapping(mapping_file))
         con.execute(REQUESTS, {"files": landing_files(data_dir), "columns": _COLUMNS})
         for name, sql in OUTPUTS.items():
-            con.execute(
-                f"COPY ({sql}) TO '{out / name}.parquet' (FORMAT parquet, COMPRESSION zstd)"
-            )
-            if name == "spend_events":
-                con.execute(f"CREATE VIEW events AS SELECT * FROM '{out / name}.parquet'")
-        con.execute(f"COPY ({CBF}) TO '{out / 'cbf.csv'}' (HEADER, DELIMITER ',')")
+            if out is None and name == "spend_events":
+                con.execute(f"CREATE TEMP TABLE events AS {sql}")
+            elif out is None:
+                con.sql(sql).to_arrow_table()
+            else:
+                con.execute(
+                    f"COPY ({sql}) TO '{out / name}.parquet' (FORMAT parquet, COMPRESSION zstd)"
+                )
+                if name == "spend_events":
+                    con.execute(f"CREATE VIEW events AS SELECT * FROM '{out / name}.parquet'")
+        if out is None:
+            con.sql(CBF).to_arrow_table()
+        else:
+            con.execute(f"COPY ({CBF}) TO '{out / 'cbf.csv'}' (HEADER, DELIMITER ',')")
     return time.perf_counter() - started
 
 
 if __name__ == "__main__":
-    seconds = run_baseline(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    output = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    seconds = run_baseline(Path(sys.argv[1]), Path(sys.argv[2]), output)
     print(json.dumps({"seconds": seconds}))

@@ -16,7 +16,9 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
+from benchmarks import REPO_ROOT
 from benchmarks.busy_hour import HOUR, main, verify
+from benchmarks.busy_hour_versions import main as compare_versions
 from benchmarks.duckdb_baseline import run_baseline
 from benchmarks.month_backfill import HOURS, MONTH_START, landed_month, slice_hours
 from benchmarks.pipeline_run import tree_rss_mib
@@ -34,7 +36,8 @@ def busy_hour_run(tmp_path_factory):
     report = work / "report.md"
     assert (
         main(
-            ["--events", "3000", "--rounds", "1", "--work-dir", str(work), "--output", str(report)]
+            ["--events", "3000", "--rounds", "1", "--s3", "--work-dir", str(work)]
+            + ["--output", str(report)]
         )
         == 0
     )
@@ -47,11 +50,13 @@ def test_the_busy_hour_script_agrees_with_the_baseline_and_reports_every_target(
     assert "equal the baseline script's rows exactly" in report
     for measure in (
         "summed step compute time",
+        "the same, against computing without storing",
         "wall time of the `dagster` CLI process",
         "peak RSS (process tree)",
     ):
         assert f"| {measure} |" in report
     assert "| spend_events |" in report and "| cloudzero_cbf |" in report
+    assert "On object storage" in report and "| S3 / local |" in report  # the --s3 run
 
 
 def test_a_pipeline_result_that_differs_from_the_baseline_is_refused(busy_hour_run):
@@ -65,6 +70,16 @@ def test_a_pipeline_result_that_differs_from_the_baseline_is_refused(busy_hour_r
     run_baseline(data_dir, data_dir / "sample_attribution.yaml", baseline_out)
     with pytest.raises(RuntimeError, match="CBF file differs"):
         verify(data_dir, baseline_out)
+
+
+def test_two_versions_run_alternately_on_one_landing(tmp_path):
+    # This checkout against itself: the script runs each version's CLI and compares them.
+    report = tmp_path / "versions.md"
+    options = ["--before", str(REPO_ROOT), "--events", "2000", "--rounds", "1"]
+    assert compare_versions([*options, "--work-dir", str(tmp_path), "--output", str(report)]) == 0
+    text = report.read_text()
+    assert "| before |" in text and "| this |" in text and "Ratio this / before: **" in text
+    assert "| spend_events |" in text
 
 
 def test_land_hour_lands_exactly_the_requests_asked_in_batches_of_512(tmp_path):

@@ -1,4 +1,5 @@
-"""The receiver benchmark's own pure helpers; the benchmark itself is timed, so it is not run here."""
+"""The receiver benchmark's own pure helpers, and one tiny run of the script (which proves it
+still works end to end, on the local disk and on S3; nothing here asserts a speed)."""
 
 import json
 import statistics
@@ -8,7 +9,7 @@ import pytest
 
 from benchmarks.receiver_bodies import BenchmarkBodies, build_bodies, last_full_hour, load_templates
 from benchmarks.receiver_report import commit_summary, worker_events
-from benchmarks.receiver_throughput import LandingMismatch, verify_landing
+from benchmarks.receiver_throughput import LandingMismatch, main, verify_landing
 from resources.landing import LandingZone
 
 HOUR = datetime(2026, 11, 23, 17, tzinfo=timezone.utc)
@@ -82,3 +83,14 @@ def test_verify_landing_accepts_exactly_the_acknowledged_events(tmp_path):
     with pytest.raises(LandingMismatch, match="only 7 were acknowledged"):
         verify_landing(tmp_path, small, acknowledged=7, unanswered=0)
     assert verify_landing(tmp_path, small, acknowledged=7, unanswered=1) == 8
+
+
+def test_a_tiny_run_reports_every_server_and_its_ratios(tmp_path):
+    report = tmp_path / "report.md"
+    tiny = ["--rounds", "1", "--max-requests", "6", "--warmup-seconds", "0", "--batch-size", "16"]
+    tiny += ["--bodies", "2", "--workers", "1", "--s3", "--work-dir", str(tmp_path)]
+    assert main([*tiny, "--output", str(report)]) == 0
+    text = report.read_text()
+    for server in ("body-only baseline", "parse-only baseline", "receiver", "receiver on S3"):
+        assert f"| {server} | 1 |" in text  # its measured run, verified against the landing
+    assert "receiver/parse-only" in text and "ratio S3/local disk" in text
