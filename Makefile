@@ -52,12 +52,12 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 # Recorded benchmarks; run on an otherwise idle machine.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.receiver_throughput --output benchmarks/results/receiver_throughput.md
+	$(BIN)/python -m benchmarks.receiver_throughput --s3 --output benchmarks/results/receiver_throughput.md
 	$(BIN)/python -m benchmarks.spend_logs_pull --output benchmarks/results/spend_logs_pull.md
 	$(BIN)/python -m benchmarks.reconcile_query --output benchmarks/results/reconcile_query.md
 	$(BIN)/python -m benchmarks.cloudzero_submit --output benchmarks/results/cloudzero_submit.md
 	$(BIN)/python -m benchmarks.cloudzero_submit --latency-ms 0 --output benchmarks/results/cloudzero_submit_loopback.md
-	$(BIN)/python -m benchmarks.busy_hour --output benchmarks/results/busy_hour.md
+	$(BIN)/python -m benchmarks.busy_hour --s3 --output benchmarks/results/busy_hour.md
 	$(BIN)/python -m benchmarks.month_backfill --work-dir .bench-month --output benchmarks/results/month_backfill.md
 	$(BIN)/python -m benchmarks.month_backfill --instance postgres --work-dir .bench-month --output benchmarks/results/month_backfill_postgres.md
 	rm -rf .bench-month
