@@ -1,6 +1,8 @@
 """Small real-shaped inputs for tests: captured LiteLLM bodies and raw-spend rows."""
 
+import copy
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +27,23 @@ def captured_payloads() -> list[dict]:
     ]
     failure = json.loads((LITELLM_FIXTURES / "generic_api_failure_event.json").read_text())
     return [*array, *ndjson, failure]
+
+
+def numbered_payloads(
+    tag: str, count: int, start_of: Callable[[int], float], seconds: float = 1.0
+) -> list[dict]:
+    """``count`` copies of the captured payloads, the n-th with its own ids (``<tag>-<n>``),
+    starting at ``start_of(n)`` and lasting ``seconds``."""
+    templates = captured_payloads()
+    events = []
+    for n in range(count):
+        event = copy.deepcopy(templates[n % len(templates)])
+        event["id"] = f"{tag}-{n}"
+        event["litellm_call_id"] = f"call-{event['id']}"
+        event["startTime"] = start_of(n)
+        event["endTime"] = event["startTime"] + seconds
+        events.append(event)
+    return events
 
 
 # DESIGN.md's public asset names, in pipeline order.

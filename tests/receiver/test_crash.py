@@ -1,7 +1,6 @@
 """``kill -9`` during load: every acknowledged event is landed and every file reads whole,
 with one receiver process and with two workers (every process of the receiver killed)."""
 
-import copy
 import random
 import threading
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from resources.landing import LandingZone
 from tests.receiving import ReceiverProcess
-from tests.samples import captured_payloads
+from tests.samples import numbered_payloads
 
 ROUNDS = 5
 WORKERS = 4
@@ -33,16 +32,12 @@ class Load:
 
 
 def batch(worker: int, post: int, round_: int) -> list[dict]:
-    templates = captured_payloads()
-    events = []
-    for n in range(EVENTS_PER_POST):
-        event = copy.deepcopy(templates[n % len(templates)])
-        event["id"] = f"crash-{round_}-{worker}-{post}-{n}"
-        event["litellm_call_id"] = f"call-{event['id']}"
-        event["startTime"] = HOURS[n % len(HOURS)].timestamp() + n
-        event["endTime"] = event["startTime"] + 1.5
-        events.append(event)
-    return events
+    return numbered_payloads(
+        f"crash-{round_}-{worker}-{post}",
+        EVENTS_PER_POST,
+        lambda n: HOURS[n % len(HOURS)].timestamp() + n,
+        seconds=1.5,
+    )
 
 
 def drive(url: str, auth: dict, worker: int, round_: int, load: Load, stop: threading.Event):

@@ -1,7 +1,6 @@
 """``spend-receiver --workers N``: N processes on one port, each landing with its own writer;
 SIGTERM drains them all; ``--workers 1`` is the single process the receiver always was."""
 
-import copy
 import http.client
 import json
 import os
@@ -19,7 +18,7 @@ import pytest
 from receiver.cli import parse_args
 from resources.landing import LandingZone
 from tests.receiving import ReceiverProcess
-from tests.samples import captured_payloads
+from tests.samples import numbered_payloads
 
 HOUR = datetime(2026, 4, 2, 9, tzinfo=timezone.utc)
 EVENTS_PER_POST = 32
@@ -33,16 +32,7 @@ class Load:
 
 
 def events(tag: str, post: int) -> list[dict]:
-    templates = captured_payloads()
-    batch = []
-    for n in range(EVENTS_PER_POST):
-        event = copy.deepcopy(templates[n % len(templates)])
-        event["id"] = f"{tag}-{post}-{n}"
-        event["litellm_call_id"] = f"call-{event['id']}"
-        event["startTime"] = HOUR.timestamp() + n
-        event["endTime"] = event["startTime"] + 1.0
-        batch.append(event)
-    return batch
+    return numbered_payloads(f"{tag}-{post}", EVENTS_PER_POST, lambda n: HOUR.timestamp() + n)
 
 
 def drive(receiver: ReceiverProcess, tag: str, load: Load, stop: threading.Event) -> None:
