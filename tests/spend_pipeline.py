@@ -1,6 +1,9 @@
 """The real pipeline on a temporary instance and data dir, submitting to a fake CloudZero."""
 
-from collections.abc import Sequence
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +35,30 @@ ISOLATED_VARIABLES = (
     "SPEND_UNATTRIBUTED_WARN_SHARE",
     "SPEND_SOURCE_DIVERGENCE_WARN_SHARE",
 )
+
+
+def run_demo(
+    home: Path, data_dir: str, hours: int, events_per_hour: int, env: Mapping[str, str] = {}
+) -> subprocess.CompletedProcess[str]:
+    """``python -m demo`` (what ``make demo`` runs) in a subprocess from ``home``, as a user
+    runs it: its own instance under ``home``, the data under ``data_dir``, and none of this
+    machine's mapping file, CloudZero key or start date."""
+    environ = {
+        **os.environ,
+        **env,
+        "SPEND_DATA_DIR": data_dir,
+        "DAGSTER_HOME": str(home / "home"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    for variable in ("SPEND_ATTRIBUTION_FILE", "CLOUDZERO_API_KEY", "SPEND_START_DATE"):
+        environ.pop(variable, None)
+    command = [sys.executable, "-m", "demo", "--hours", str(hours)]
+    command += ["--events-per-hour", str(events_per_hour)]
+    done = subprocess.run(
+        command, cwd=home, env=environ, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 class Pipeline:

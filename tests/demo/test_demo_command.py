@@ -1,33 +1,13 @@
 """``python -m demo`` (what ``make demo`` runs) end to end, in a subprocess like a user."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import dagster as dg
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.spend_pipeline import run_demo
 
 
 def test_demo_lands_runs_and_summarises(tmp_path, monkeypatch):
-    env = os.environ | {
-        "SPEND_DATA_DIR": str(tmp_path / "data"),
-        "DAGSTER_HOME": str(tmp_path / "home"),
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("SPEND_ATTRIBUTION_FILE", None)
-    env.pop("CLOUDZERO_API_KEY", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "demo", "--hours", "3", "--events-per-hour", "40"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_demo(tmp_path, str(tmp_path / "data"), hours=3, events_per_hour=40)
     out = done.stdout
     assert "hourly_spend_job: run" in out and "cloudzero_submit_job: run" in out
     assert out.count("succeeded") == 2

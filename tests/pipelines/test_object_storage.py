@@ -25,6 +25,7 @@ from resources.cbf import cbf_hour_key
 from resources.storage import Storage
 from tests.receiving import ReceiverProcess
 from tests.samples import HOUR0
+from tests.spend_pipeline import run_demo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -144,24 +145,7 @@ def test_a_step_fails_clearly_while_the_store_is_down_and_succeeds_on_retry(
 
 
 def test_the_demo_runs_on_a_bucket_and_writes_no_local_data(tmp_path, s3_server, s3_root):
-    env = {
-        **os.environ,
-        **s3_server.env(),
-        "SPEND_DATA_DIR": s3_root,
-        "DAGSTER_HOME": str(tmp_path / "home"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    for variable in ("SPEND_ATTRIBUTION_FILE", "CLOUDZERO_API_KEY", "SPEND_START_DATE"):
-        env.pop(variable, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "demo", "--hours", "2", "--events-per-hour", "30"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_demo(tmp_path, s3_root, hours=2, events_per_hour=30, env=s3_server.env())
     assert f"Parquet lake:      {s3_root}/lake/" in done.stdout
     assert "Cost by model" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # nothing under ./data
