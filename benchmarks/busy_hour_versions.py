@@ -21,11 +21,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import benchmarks.pipeline_run as pipeline_run
 from benchmarks import REPO_ROOT, machine_section, progress, publish
 from benchmarks.busy_hour import CODE_UNDER_TEST, HOUR, PACKAGES, START_DATE, fresh_outputs
 from benchmarks.machine import describe_machine
-from benchmarks.pipeline_run import RunMeasure, add_work_options, work_dir
+from benchmarks.pipeline_run import (
+    RunMeasure,
+    add_work_options,
+    materialize,
+    pipeline_environment,
+    work_dir,
+)
 from benchmarks.spend_data import land_hour
 
 
@@ -39,13 +44,9 @@ def commit_of(tree: Path) -> str:
 def run_version(tree: Path, data_dir: Path, home: Path) -> RunMeasure:
     """One run of ``tree``'s pipeline (its code first on the path) over the landed hour."""
     fresh_outputs(data_dir)
-    pipeline_run.REPO_ROOT = tree  # the CLI runs in the tree, with its instance configuration
-    try:
-        env = pipeline_run.pipeline_environment(data_dir, home, START_DATE)
-        env["PYTHONPATH"] = str(tree)
-        return pipeline_run.materialize(env, HOUR, HOUR)
-    finally:
-        pipeline_run.REPO_ROOT = REPO_ROOT
+    env = pipeline_environment(data_dir, home, START_DATE, checkout=tree)
+    env["PYTHONPATH"] = str(tree)
+    return materialize(env, HOUR, HOUR, checkout=tree)
 
 
 def render(

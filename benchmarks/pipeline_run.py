@@ -72,7 +72,11 @@ def work_dir(kept: Path | None, prefix: str) -> Iterator[Path]:
 
 
 def pipeline_environment(
-    data_dir: Path, home: Path, start_date: str, postgres: PostgresServer | None = None
+    data_dir: Path,
+    home: Path,
+    start_date: str,
+    postgres: PostgresServer | None = None,
+    checkout: Path = REPO_ROOT,
 ) -> dict[str, str]:
     """The environment of a run: its own lake, instance and the sample attribution mapping.
 
@@ -81,7 +85,7 @@ def pipeline_environment(
     """
     home.mkdir(parents=True, exist_ok=True)
     config = "dagster.yaml" if postgres else "dagster.local.yaml"
-    shutil.copy(REPO_ROOT / "deploy" / config, home / "dagster.yaml")
+    shutil.copy(checkout / "deploy" / config, home / "dagster.yaml")
     mapping = data_dir / "sample_attribution.yaml"
     mapping.write_text(MAPPING_YAML)
     env = {
@@ -156,9 +160,11 @@ class PeakSampler:
         return self.peak
 
 
-def materialize(env: Mapping[str, str], first: datetime, last: datetime) -> RunMeasure:
+def materialize(
+    env: Mapping[str, str], first: datetime, last: datetime, checkout: Path = REPO_ROOT
+) -> RunMeasure:
     """Run ``hourly_spend_job`` over ``first``..``last`` (inclusive) as one run, as a
-    single-run backfill of its Partitions page does."""
+    single-run backfill of its Partitions page does, with the code of ``checkout``."""
     tags = partition_range_tags(partition_key(first), partition_key(last))
     command = [
         str(Path(sys.executable).with_name("dagster")),
@@ -174,7 +180,7 @@ def materialize(env: Mapping[str, str], first: datetime, last: datetime) -> RunM
     started = time.perf_counter()
     process = subprocess.Popen(
         command,
-        cwd=REPO_ROOT,
+        cwd=checkout,
         env=dict(env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
